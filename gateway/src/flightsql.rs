@@ -1,0 +1,383 @@
+//! Arrow FlightSQL over the lake.
+//!
+//! A statement handle is the SQL text itself, as the `micromegas` Python client expects
+//! (it calls `DoGet` directly with a `TicketStatementQuery` holding SQL, and re-runs a
+//! prepared statement's handle as SQL), so any node can run any ticket.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use arrow::datatypes::Schema;
+use arrow::ipc::writer::IpcWriteOptions;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
+use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
+use arrow_flight::sql::server::FlightSqlService;
+use arrow_flight::sql::{
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
+    ActionCreatePreparedStatementResult, CommandGetCatalogs, CommandGetDbSchemas,
+    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery,
+    CommandStatementQuery, ProstMessageExt, SqlInfo, TicketStatementQuery,
+};
+use arrow_flight::{
+    Action, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, IpcMessage, SchemaAsIpc,
+    Ticket,
+};
+use datafusion::execution::SendableRecordBatchStream;
+use futures::{Stream, TryStreamExt};
+use prost::Message;
+use tarn_lakehouse::error::Error as LakeError;
+use tarn_lakehouse::query::{QueryEngine, from_datafusion};
+use tonic::{Request, Response, Status};
+
+type DoGetStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
+
+/// The gRPC status of a lakehouse error.
+pub fn status_of(error: LakeError) -> Status {
+    let message = error.to_string();
+    match error {
+        LakeError::Query(_) => Status::invalid_argument(message),
+        LakeError::QueryLimit(_) => Status::resource_exhausted(message),
+        LakeError::Busy { .. } | LakeError::Catalog(_) | LakeError::Storage(_) => {
+            Status::unavailable(message)
+        }
+        LakeError::InvalidBatch(_) | LakeError::Config(_) => Status::internal(message),
+    }
+}
+
+fn utf8(bytes: &[u8]) -> Result<&str, Status> {
+    std::str::from_utf8(bytes)
+        .map_err(|e| Status::invalid_argument(format!("handle is not UTF-8 SQL: {e}")))
+}
+
+/// A FlightInfo whose one endpoint's ticket is `command` (dispatched back to `do_get_*`).
+fn flight_info<M: ProstMessageExt>(
+    command: &M,
+    schema: &Schema,
+    descriptor: FlightDescriptor,
+) -> Result<FlightInfo, Status> {
+    let ticket = Ticket::new(command.as_any().encode_to_vec());
+    Ok(FlightInfo::new()
+        .try_with_schema(schema)
+        .map_err(|e| Status::internal(format!("encoding schema: {e}")))?
+        .with_endpoint(FlightEndpoint::new().with_ticket(ticket))
+        .with_descriptor(descriptor))
+}
+
+fn record_batches_to_flight(stream: SendableRecordBatchStream) -> DoGetStream {
+    let schema = stream.schema();
+    let batches = stream.map_err(|e| FlightError::Tonic(Box::new(status_of(from_datafusion(e)))));
+    Box::pin(
+        FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .build(batches)
+            .map_err(Status::from),
+    )
+}
+
+fn one_batch(
+    schema: arrow::datatypes::SchemaRef,
+    batch: Result<arrow::array::RecordBatch, FlightError>,
+) -> DoGetStream {
+    Box::pin(
+        FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .build(futures::stream::once(async move { batch }))
+            .map_err(Status::from),
+    )
+}
+
+/// The FlightSQL service.
+#[derive(Clone)]
+pub struct TarnFlightSql {
+    engine: QueryEngine,
+    sql_info: Arc<SqlInfoData>,
+}
+
+impl std::fmt::Debug for TarnFlightSql {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TarnFlightSql")
+            .field("engine", &self.engine)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TarnFlightSql {
+    pub fn new(engine: QueryEngine) -> Result<TarnFlightSql, FlightError> {
+        let mut info = SqlInfoDataBuilder::new();
+        info.append(SqlInfo::FlightSqlServerName, "tarn");
+        info.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
+        info.append(SqlInfo::FlightSqlServerArrowVersion, "59");
+        info.append(SqlInfo::FlightSqlServerReadOnly, true);
+        info.append(SqlInfo::FlightSqlServerSql, true);
+        info.append(SqlInfo::FlightSqlServerSubstrait, false);
+        info.append(SqlInfo::FlightSqlServerTransaction, 0_i32);
+        info.append(SqlInfo::FlightSqlServerCancel, false);
+        Ok(TarnFlightSql {
+            engine,
+            sql_info: Arc::new(info.build()?),
+        })
+    }
+
+    /// The tonic service, with message size limits.
+    pub fn into_server(self) -> FlightServiceServer<TarnFlightSql> {
+        FlightServiceServer::new(self)
+            .max_decoding_message_size(16 * 1024 * 1024)
+            .max_encoding_message_size(64 * 1024 * 1024)
+    }
+
+    async fn schema_of(&self, sql: &str) -> Result<arrow::datatypes::SchemaRef, Status> {
+        self.engine.schema(sql).await.map_err(status_of)
+    }
+
+    async fn run(&self, sql: &str) -> Result<DoGetStream, Status> {
+        let stream = self.engine.execute(sql).await.map_err(status_of)?;
+        Ok(record_batches_to_flight(stream))
+    }
+}
+
+#[tonic::async_trait]
+impl FlightSqlService for TarnFlightSql {
+    type FlightService = TarnFlightSql;
+
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = self.schema_of(&query.query).await?;
+        let ticket = TicketStatementQuery {
+            statement_handle: query.query.into_bytes().into(),
+        };
+        Ok(Response::new(flight_info(
+            &ticket,
+            &schema,
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let sql = utf8(&ticket.statement_handle)?;
+        Ok(Response::new(self.run(sql).await?))
+    }
+
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        _request: Request<Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        let schema = self.schema_of(&query.query).await?;
+        let IpcMessage(dataset_schema) =
+            IpcMessage::try_from(SchemaAsIpc::new(&schema, &IpcWriteOptions::default()))
+                .map_err(|e| Status::internal(format!("encoding schema: {e}")))?;
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: query.query.into_bytes().into(),
+            dataset_schema,
+            parameter_schema: Default::default(),
+        })
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        command: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = self
+            .schema_of(utf8(&command.prepared_statement_handle)?)
+            .await?;
+        let ticket = TicketStatementQuery {
+            statement_handle: command.prepared_statement_handle.clone(),
+        };
+        Ok(Response::new(flight_info(
+            &ticket,
+            &schema,
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_prepared_statement(
+        &self,
+        command: CommandPreparedStatementQuery,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let sql = utf8(&command.prepared_statement_handle)?;
+        Ok(Response::new(self.run(sql).await?))
+    }
+
+    async fn do_action_close_prepared_statement(
+        &self,
+        _query: ActionClosePreparedStatementRequest,
+        _request: Request<Action>,
+    ) -> Result<(), Status> {
+        // Handles are the SQL text: nothing is held per statement.
+        Ok(())
+    }
+
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder(&self.sql_info).schema();
+        Ok(Response::new(flight_info(
+            &query,
+            &schema,
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let builder = query.into_builder(&self.sql_info);
+        let schema = builder.schema();
+        Ok(Response::new(one_batch(schema, builder.build())))
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.into_builder().schema();
+        Ok(Response::new(flight_info(
+            &query,
+            &schema,
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let ctx = self.engine.context().await.map_err(status_of)?;
+        let mut builder = query.into_builder();
+        for catalog in ctx.catalog_names() {
+            builder.append(catalog);
+        }
+        let schema = builder.schema();
+        Ok(Response::new(one_batch(schema, builder.build())))
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        Ok(Response::new(flight_info(
+            &query,
+            &schema,
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let ctx = self.engine.context().await.map_err(status_of)?;
+        let mut builder = query.into_builder();
+        for catalog_name in ctx.catalog_names() {
+            if let Some(catalog) = ctx.catalog(&catalog_name) {
+                for schema_name in catalog.schema_names() {
+                    builder.append(&catalog_name, schema_name);
+                }
+            }
+        }
+        let schema = builder.schema();
+        Ok(Response::new(one_batch(schema, builder.build())))
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        Ok(Response::new(flight_info(
+            &query,
+            &schema,
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let ctx = self.engine.context().await.map_err(status_of)?;
+        let mut builder = query.into_builder();
+        for catalog_name in ctx.catalog_names() {
+            let Some(catalog) = ctx.catalog(&catalog_name) else {
+                continue;
+            };
+            for schema_name in catalog.schema_names() {
+                let Some(schema) = catalog.schema(&schema_name) else {
+                    continue;
+                };
+                for table_name in schema.table_names() {
+                    let table = schema
+                        .table(&table_name)
+                        .await
+                        .map_err(|e| status_of(from_datafusion(e)))?;
+                    if let Some(table) = table {
+                        let kind = match table.table_type() {
+                            datafusion::logical_expr::TableType::View => "VIEW",
+                            _ => "TABLE",
+                        };
+                        builder
+                            .append(
+                                &catalog_name,
+                                &schema_name,
+                                &table_name,
+                                kind,
+                                table.schema().as_ref(),
+                            )
+                            .map_err(Status::from)?;
+                    }
+                }
+            }
+        }
+        let schema = builder.schema();
+        Ok(Response::new(one_batch(schema, builder.build())))
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.into_builder().schema();
+        Ok(Response::new(flight_info(
+            &query,
+            &schema,
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let mut builder = query.into_builder();
+        builder.append("TABLE");
+        builder.append("VIEW");
+        let schema = builder.schema();
+        Ok(Response::new(one_batch(schema, builder.build())))
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}

@@ -1,0 +1,133 @@
+//! The ingest path shared by every protocol: normalized rows in, durable rows out.
+//!
+//! Each front end decodes its wire format and normalizes it (`otlp`, later `native`);
+//! [`Ingestor::ingest`] then records new processes and hands the rows to the lakehouse
+//! writer, returning only once they are durable, so the caller may acknowledge.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arrow::array::BooleanArray;
+use arrow::compute::filter_record_batch;
+use tarn_lakehouse::Lakehouse;
+use tarn_lakehouse::error::Error as LakeError;
+use tarn_lakehouse::schema::TableKind;
+use tarn_lakehouse::writer::TableRows;
+
+use crate::otlp::{Normalized, Rejections};
+
+/// Why rows could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// Full for now: the client should retry after the delay.
+    #[error("busy: {reason}")]
+    Busy {
+        reason: String,
+        retry_after: Duration,
+    },
+    /// A dependency (object store, catalog) failed: retryable.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// A bug: the rows do not fit their table.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<LakeError> for IngestError {
+    fn from(error: LakeError) -> IngestError {
+        match error {
+            LakeError::Busy {
+                reason,
+                retry_after,
+            } => IngestError::Busy {
+                reason,
+                retry_after,
+            },
+            LakeError::Catalog(_) | LakeError::Storage(_) => {
+                IngestError::Unavailable(error.to_string())
+            }
+            other => IngestError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// Takes normalized rows and makes them durable.
+#[derive(Debug)]
+pub struct Ingestor {
+    lake: Arc<Lakehouse>,
+    /// Processes this gateway knows are in the catalog and in `processes`.
+    known_processes: Mutex<HashSet<String>>,
+}
+
+impl Ingestor {
+    pub fn new(lake: Arc<Lakehouse>) -> Ingestor {
+        Ingestor {
+            lake,
+            known_processes: Mutex::new(HashSet::new()),
+        }
+    }
+
+    fn is_known(&self, process_id: &str) -> bool {
+        self.known_processes
+            .lock()
+            .map(|known| known.contains(process_id))
+            .unwrap_or(false)
+    }
+
+    fn remember(&self, process_id: &str) {
+        if let Ok(mut known) = self.known_processes.lock() {
+            known.insert(process_id.to_owned());
+        }
+    }
+
+    /// Writes the rows; returns the records rejected during normalization.
+    ///
+    /// A process is written to `processes` together with the first rows that name it and
+    /// recorded in the catalog after they are durable: a crash in between writes the row
+    /// again on the retry (a duplicate, folded by compaction), never loses it.
+    pub async fn ingest(&self, mut normalized: Normalized) -> Result<Rejections, IngestError> {
+        let mut rows = Vec::with_capacity(normalized.batches.len() + 1);
+        for (table, batch) in normalized.batches.drain(..) {
+            let batch =
+                batch.map_err(|e| IngestError::Internal(format!("{}: {e}", table.name())))?;
+            rows.push(TableRows { table, batch });
+        }
+        let catalog = self.lake.catalog();
+        let mut new_processes = Vec::new();
+        let mut keep = Vec::with_capacity(normalized.processes.len());
+        for process in &normalized.processes {
+            let is_new = if self.is_known(&process.process_id) {
+                false
+            } else if catalog.process(&process.process_id).await?.is_some() {
+                self.remember(&process.process_id);
+                false
+            } else {
+                true
+            };
+            keep.push(is_new);
+            if is_new {
+                new_processes.push(process);
+            }
+        }
+        if !new_processes.is_empty() {
+            let batch = normalized
+                .process_rows
+                .finish()
+                .and_then(|batch| filter_record_batch(&batch, &BooleanArray::from(keep)))
+                .map_err(|e| IngestError::Internal(format!("processes: {e}")))?;
+            rows.push(TableRows {
+                table: TableKind::Processes,
+                batch,
+            });
+        }
+        if !rows.is_empty() {
+            self.lake.writer().write(rows).await?;
+        }
+        for process in new_processes {
+            catalog.record_process(process).await?;
+            self.remember(&process.process_id);
+        }
+        Ok(normalized.rejections)
+    }
+}

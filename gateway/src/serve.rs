@@ -1,0 +1,257 @@
+//! `tarn serve`: opens the lakehouse, binds every listener, serves until SIGINT/SIGTERM.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use tarn_lakehouse::{LakeConfig, Lakehouse};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::cli::ServeArgs;
+use crate::flightsql::TarnFlightSql;
+use crate::ingest::Ingestor;
+use crate::otlp;
+
+/// Runs the server; returns when it has shut down.
+pub fn run(args: ServeArgs) -> ExitCode {
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("tarn serve: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("tarn serve: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TARN_LOG").unwrap_or_else(|_| {
+        // The Delta kernel logs every snapshot at info, and an error when it opens a
+        // location that holds no table yet, which is how every table starts.
+        tracing_subscriber::EnvFilter::new(
+            "info,buoyant_kernel=warn,deltalake=warn,deltalake_core=warn,buoyant_kernel::snapshot::builder=off",
+        )
+    });
+    let _already_set = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// `file://` URL of a local directory (created if missing).
+fn file_url(dir: &Path) -> anyhow::Result<String> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let absolute =
+        std::fs::canonicalize(dir).with_context(|| format!("resolving {}", dir.display()))?;
+    let url = url_from_path(&absolute)?;
+    Ok(url)
+}
+
+fn url_from_path(path: &Path) -> anyhow::Result<String> {
+    let text = path
+        .to_str()
+        .with_context(|| format!("{} is not valid UTF-8", path.display()))?;
+    Ok(format!("file://{text}"))
+}
+
+/// Resolves the lake configuration from flags, `TARN_*` and the Micromegas variables.
+pub fn lake_config(args: &ServeArgs) -> anyhow::Result<LakeConfig> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating data directory {}", args.data_dir.display()))?;
+    let object_store_url = match args
+        .object_store
+        .clone()
+        .or_else(|| std::env::var("MICROMEGAS_OBJECT_STORE_URI").ok())
+    {
+        Some(url) => url,
+        None => file_url(&args.data_dir.join("lake"))?,
+    };
+    let catalog_url = match args
+        .catalog
+        .clone()
+        .or_else(|| std::env::var("MICROMEGAS_SQL_CONNECTION_STRING").ok())
+    {
+        Some(url) => url,
+        None => {
+            let data = std::fs::canonicalize(&args.data_dir)?;
+            format!("sqlite://{}", data.join("catalog.db").display())
+        }
+    };
+    Ok(LakeConfig {
+        object_store_url,
+        storage_options: storage_options_from_env(),
+        catalog_url,
+    })
+}
+
+/// Object-store options taken from the environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`).
+fn storage_options_from_env() -> HashMap<String, String> {
+    std::env::vars()
+        .filter(|(key, _)| {
+            key.starts_with("AWS_") || key.starts_with("GOOGLE_") || key.starts_with("AZURE_")
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone)]
+struct Health {
+    lake: Arc<Lakehouse>,
+}
+
+async fn health() -> &'static str {
+    "ok"
+}
+
+async fn ready(State(health): State<Health>) -> (StatusCode, String) {
+    match health.lake.catalog().ping().await {
+        Ok(()) => (StatusCode::OK, "ready".to_owned()),
+        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _interrupted = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _interrupted = interrupt.await;
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    if !args.listen.is_loopback() && !args.insecure_no_auth {
+        bail!(
+            "refusing to listen on {} without authentication; bind a loopback address or pass --insecure-no-auth",
+            args.listen
+        );
+    }
+    let config = lake_config(&args)?;
+    tracing::info!(
+        object_store = %config.object_store_url,
+        catalog = %tarn_lakehouse::catalog::redact(&config.catalog_url),
+        "opening the lakehouse"
+    );
+    let lake = Arc::new(
+        Lakehouse::open(config)
+            .await
+            .context("opening the lakehouse")?,
+    );
+    let ingestor = Arc::new(Ingestor::new(Arc::clone(&lake)));
+
+    let otlp_http_listener = TcpListener::bind(SocketAddr::new(args.listen, args.otlp_http_port))
+        .await
+        .with_context(|| {
+            format!(
+                "binding OTLP/HTTP on {}:{}",
+                args.listen, args.otlp_http_port
+            )
+        })?;
+    let flight_listener = TcpListener::bind(SocketAddr::new(args.listen, args.flightsql_port))
+        .await
+        .with_context(|| {
+            format!(
+                "binding FlightSQL on {}:{}",
+                args.listen, args.flightsql_port
+            )
+        })?;
+    let otlp_http_addr = otlp_http_listener.local_addr()?;
+    let flight_addr = flight_listener.local_addr()?;
+
+    let otlp_state = otlp::http::OtlpHttp {
+        ingestor: Arc::clone(&ingestor),
+        max_body_bytes: args.max_body_bytes,
+    };
+    let health_routes = Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .with_state(Health {
+            lake: Arc::clone(&lake),
+        });
+    let otlp_app = Router::new()
+        .nest("/v1", otlp::http::routes(otlp_state))
+        .merge(health_routes)
+        // Bodies are limited by the handlers themselves, after decompression.
+        .layer(axum::extract::DefaultBodyLimit::disable());
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _closed = rx.wait_for(|stop| *stop).await;
+    };
+
+    let http_task = tokio::spawn({
+        let stop = stopped(stop_rx.clone());
+        async move {
+            axum::serve(otlp_http_listener, otlp_app)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+    });
+    let flight = TarnFlightSql::new(lake.query_engine())?.into_server();
+    let flight_task = tokio::spawn({
+        let stop = stopped(stop_rx.clone());
+        async move {
+            tonic::transport::Server::builder()
+                .add_service(flight)
+                .serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(flight_listener),
+                    stop,
+                )
+                .await
+        }
+    });
+
+    let startup_ms = started.elapsed().as_millis();
+    tracing::info!(%otlp_http_addr, %flight_addr, startup_ms, "tarn is ready");
+    // A machine-readable line on stdout, so scripts and tests learn the bound ports.
+    println!(
+        "tarn ready otlp_http={otlp_http_addr} flightsql={flight_addr} startup_ms={startup_ms}"
+    );
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _receivers_gone = stop_tx.send(true);
+    http_task
+        .await
+        .context("OTLP/HTTP task")?
+        .context("OTLP/HTTP server")?;
+    flight_task
+        .await
+        .context("FlightSQL task")?
+        .context("FlightSQL server")?;
+    lake.catalog().close().await;
+    Ok(())
+}

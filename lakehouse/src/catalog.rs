@@ -1,0 +1,324 @@
+//! The catalog: what several gateways share, in PostgreSQL (production) or SQLite (the
+//! embedded single-node default), behind one interface. Delta's own log stays the source
+//! of truth for table contents; the catalog holds the table registry and the processes
+//! seen, and (as later migrations add them) streams, API keys and maintenance leases.
+//!
+//! Both backends run the same SQL text: it sticks to what SQLite and PostgreSQL share
+//! (`$N` placeholders, `ON CONFLICT`, `TEXT`/`BIGINT` columns). Each backend has its own
+//! migration directory so either can diverge when it must.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+use crate::error::{Error, Result};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+#[derive(Debug, Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same statement on whichever pool backs the catalog.
+macro_rules! on_pool {
+    ($catalog:expr, $pool:ident => $body:expr) => {
+        match &$catalog.pool {
+            Pool::Sqlite($pool) => $body,
+            Pool::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// A handle on the catalog database; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    pool: Pool,
+    description: String,
+}
+
+/// A registered canonical table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableEntry {
+    pub name: String,
+    pub uri: String,
+    pub schema_version: i64,
+}
+
+/// A process: a native process, or the resource of OTLP data.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProcessRecord {
+    pub process_id: String,
+    pub exe: Option<String>,
+    pub username: Option<String>,
+    pub realname: Option<String>,
+    pub computer: Option<String>,
+    pub distro: Option<String>,
+    pub cpu_brand: Option<String>,
+    pub tsc_frequency: i64,
+    /// Unix nanoseconds.
+    pub start_time: i64,
+    pub start_ticks: i64,
+    pub parent_process_id: Option<String>,
+    pub service_name: Option<String>,
+    pub service_namespace: Option<String>,
+    pub service_version: Option<String>,
+    pub service_instance_id: Option<String>,
+    pub properties: BTreeMap<String, String>,
+    /// `otlp` or `native`.
+    pub source: String,
+    /// Unix microseconds.
+    pub insert_time: i64,
+}
+
+/// A `processes` row as stored (properties as a JSON object).
+#[derive(Debug, sqlx::FromRow)]
+struct ProcessRow {
+    process_id: String,
+    exe: Option<String>,
+    username: Option<String>,
+    realname: Option<String>,
+    computer: Option<String>,
+    distro: Option<String>,
+    cpu_brand: Option<String>,
+    tsc_frequency: i64,
+    start_time: i64,
+    start_ticks: i64,
+    parent_process_id: Option<String>,
+    service_name: Option<String>,
+    service_namespace: Option<String>,
+    service_version: Option<String>,
+    service_instance_id: Option<String>,
+    properties: String,
+    source: String,
+    insert_time: i64,
+}
+
+impl Catalog {
+    /// Connects to `postgres://...` or `sqlite://path` (created if missing) and runs the
+    /// migrations.
+    pub async fn connect(url: &str) -> Result<Catalog> {
+        let description = redact(url);
+        let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url)
+                .map_err(|e| Error::catalog(format!("bad catalog URL {description}: {e}")))?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await
+                .map_err(|e| Error::catalog(format!("cannot connect to {description}: {e}")))?;
+            POSTGRES_MIGRATIONS
+                .run(&pool)
+                .await
+                .map_err(|e| Error::catalog(format!("migrating {description}: {e}")))?;
+            Pool::Postgres(pool)
+        } else if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(|e| Error::catalog(format!("bad catalog URL {description}: {e}")))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(10));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(options)
+                .await
+                .map_err(|e| Error::catalog(format!("cannot open {description}: {e}")))?;
+            SQLITE_MIGRATIONS
+                .run(&pool)
+                .await
+                .map_err(|e| Error::catalog(format!("migrating {description}: {e}")))?;
+            Pool::Sqlite(pool)
+        } else {
+            return Err(Error::catalog(format!(
+                "unsupported catalog URL {description}: use postgres://... or sqlite://..."
+            )));
+        };
+        Ok(Catalog { pool, description })
+    }
+
+    /// The URL with any password removed, for logs.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.pool, Pool::Postgres(_))
+    }
+
+    /// A cheap round trip, for readiness probes.
+    pub async fn ping(&self) -> Result<()> {
+        on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))
+            .map_err(|e| Error::catalog(format!("catalog unreachable: {e}")))
+    }
+
+    /// Registers a table; an existing registration is kept as it is.
+    pub async fn register_table(&self, entry: &TableEntry) -> Result<()> {
+        let now = now_micros();
+        on_pool!(self, pool => sqlx::query(
+            "INSERT INTO lake_tables (name, uri, schema_version, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&entry.name)
+        .bind(&entry.uri)
+        .bind(entry.schema_version)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(|_| ()))
+        .map_err(|e| Error::catalog(format!("registering table {}: {e}", entry.name)))
+    }
+
+    /// Every registered table, by name.
+    pub async fn tables(&self) -> Result<Vec<TableEntry>> {
+        let rows: Vec<(String, String, i64)> = on_pool!(self, pool => sqlx::query_as(
+            "SELECT name, uri, schema_version FROM lake_tables ORDER BY name",
+        )
+        .fetch_all(pool)
+        .await)
+        .map_err(|e| Error::catalog(format!("listing tables: {e}")))?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, uri, schema_version)| TableEntry {
+                name,
+                uri,
+                schema_version,
+            })
+            .collect())
+    }
+
+    /// Records a process; returns `true` when it was not known before. A process already
+    /// known is left unchanged (clients retry, and several gateways may see it).
+    pub async fn record_process(&self, process: &ProcessRecord) -> Result<bool> {
+        let properties = serde_json::to_string(&process.properties)
+            .map_err(|e| Error::catalog(format!("encoding process properties: {e}")))?;
+        let inserted = on_pool!(self, pool => sqlx::query(
+            "INSERT INTO processes (process_id, exe, username, realname, computer, distro, \
+             cpu_brand, tsc_frequency, start_time, start_ticks, parent_process_id, service_name, \
+             service_namespace, service_version, service_instance_id, properties, source, \
+             insert_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+             $15, $16, $17, $18) ON CONFLICT (process_id) DO NOTHING",
+        )
+            .bind(&process.process_id)
+            .bind(&process.exe)
+            .bind(&process.username)
+            .bind(&process.realname)
+            .bind(&process.computer)
+            .bind(&process.distro)
+            .bind(&process.cpu_brand)
+            .bind(process.tsc_frequency)
+            .bind(process.start_time)
+            .bind(process.start_ticks)
+            .bind(&process.parent_process_id)
+            .bind(&process.service_name)
+            .bind(&process.service_namespace)
+            .bind(&process.service_version)
+            .bind(&process.service_instance_id)
+            .bind(&properties)
+            .bind(&process.source)
+            .bind(process.insert_time)
+            .execute(pool)
+            .await
+            .map(|result| result.rows_affected()))
+        .map_err(|e| Error::catalog(format!("recording process {}: {e}", process.process_id)))?;
+        Ok(inserted > 0)
+    }
+
+    /// One process by id.
+    pub async fn process(&self, process_id: &str) -> Result<Option<ProcessRecord>> {
+        let row: Option<ProcessRow> = on_pool!(self, pool => sqlx::query_as(
+            "SELECT * FROM processes WHERE process_id = $1",
+        )
+            .bind(process_id)
+            .fetch_optional(pool)
+            .await)
+        .map_err(|e| Error::catalog(format!("reading process {process_id}: {e}")))?;
+        row.map(process_from_row).transpose()
+    }
+
+    /// Every process, oldest first.
+    pub async fn processes(&self) -> Result<Vec<ProcessRecord>> {
+        let rows: Vec<ProcessRow> = on_pool!(self, pool => sqlx::query_as(
+            "SELECT * FROM processes ORDER BY insert_time, process_id",
+        )
+            .fetch_all(pool)
+            .await)
+        .map_err(|e| Error::catalog(format!("listing processes: {e}")))?;
+        rows.into_iter().map(process_from_row).collect()
+    }
+
+    /// Closes the pool, waiting for connections to return.
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await)
+    }
+}
+
+fn process_from_row(row: ProcessRow) -> Result<ProcessRecord> {
+    let properties = serde_json::from_str(&row.properties).map_err(|e| {
+        Error::catalog(format!(
+            "process {} has bad properties: {e}",
+            row.process_id
+        ))
+    })?;
+    Ok(ProcessRecord {
+        process_id: row.process_id,
+        exe: row.exe,
+        username: row.username,
+        realname: row.realname,
+        computer: row.computer,
+        distro: row.distro,
+        cpu_brand: row.cpu_brand,
+        tsc_frequency: row.tsc_frequency,
+        start_time: row.start_time,
+        start_ticks: row.start_ticks,
+        parent_process_id: row.parent_process_id,
+        service_name: row.service_name,
+        service_namespace: row.service_namespace,
+        service_version: row.service_version,
+        service_instance_id: row.service_instance_id,
+        properties,
+        source: row.source,
+        insert_time: row.insert_time,
+    })
+}
+
+/// Microseconds since the Unix epoch, now.
+pub fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// Removes the password from a connection URL.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // Setting a password only fails for URLs that cannot have one.
+            let _ignored = parsed.set_password(Some("****"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact("postgres://user:secret@db:5432/tarn"),
+            "postgres://user:****@db:5432/tarn"
+        );
+        assert_eq!(
+            redact("sqlite://tarn-data/catalog.db"),
+            "sqlite://tarn-data/catalog.db"
+        );
+    }
+}
