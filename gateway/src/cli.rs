@@ -45,9 +45,18 @@ pub struct ServeArgs {
     #[arg(long, env = "TARN_LISTEN", default_value = "127.0.0.1")]
     pub listen: IpAddr,
 
+    /// OTLP/gRPC port (0 picks a free port).
+    #[arg(long, env = "TARN_OTLP_GRPC_PORT", default_value_t = 4317)]
+    pub otlp_grpc_port: u16,
+
     /// OTLP/HTTP port (0 picks a free port).
     #[arg(long, env = "TARN_OTLP_HTTP_PORT", default_value_t = 4318)]
     pub otlp_http_port: u16,
+
+    /// Native (Micromegas) ingestion port, also serving OTLP/HTTP under /ingestion/otlp
+    /// (0 picks a free port).
+    #[arg(long, env = "TARN_NATIVE_PORT", default_value_t = 9000)]
+    pub native_port: u16,
 
     /// FlightSQL port (0 picks a free port).
     #[arg(long, env = "TARN_FLIGHTSQL_PORT", default_value_t = 50051)]
@@ -56,6 +65,33 @@ pub struct ServeArgs {
     /// Largest OTLP/HTTP request body, after decompression, in bytes.
     #[arg(long, env = "TARN_MAX_BODY_BYTES", default_value_t = 20 * 1024 * 1024)]
     pub max_body_bytes: usize,
+
+    /// Largest OTLP/gRPC message, after decompression, in bytes.
+    #[arg(long, env = "TARN_GRPC_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub grpc_max_message_bytes: usize,
+
+    /// Bytes of requests held in memory at once; past it, clients are told to retry
+    /// (HTTP 503 with Retry-After, gRPC UNAVAILABLE with RetryInfo).
+    #[arg(long, env = "TARN_MAX_INFLIGHT_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub max_inflight_bytes: usize,
+
+    /// Seconds a row may wait in memory (durable in the WAL) before it is committed to
+    /// its Delta table.
+    #[arg(long, env = "TARN_FLUSH_INTERVAL_SECS", default_value_t = 10.0)]
+    pub flush_interval_secs: f64,
+
+    /// Bytes of waiting rows of one table that trigger a commit, whatever their age.
+    #[arg(long, env = "TARN_FLUSH_BYTES", default_value_t = 128 * 1024 * 1024)]
+    pub flush_bytes: usize,
+
+    /// Bytes of acknowledged, uncommitted rows held in memory; past it, clients are told
+    /// to retry.
+    #[arg(long, env = "TARN_MAX_FRESH_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    pub max_fresh_bytes: usize,
+
+    /// Bytes of write-ahead log on disk; past it, clients are told to retry.
+    #[arg(long, env = "TARN_MAX_WAL_BYTES", default_value_t = 8 * 1024 * 1024 * 1024)]
+    pub max_wal_bytes: u64,
 
     /// Allow binding a non-loopback address without authentication.
     #[arg(long, env = "TARN_INSECURE_NO_AUTH")]

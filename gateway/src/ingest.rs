@@ -5,6 +5,7 @@
 //! writer, returning only once they are durable, so the caller may acknowledge.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -58,13 +59,70 @@ pub struct Ingestor {
     lake: Arc<Lakehouse>,
     /// Processes this gateway knows are in the catalog and in `processes`.
     known_processes: Mutex<HashSet<String>>,
+    /// Bytes of requests being decoded, normalized or written right now.
+    inflight_bytes: AtomicUsize,
+    max_inflight_bytes: usize,
 }
 
+/// A request's share of the in-flight budget, returned when dropped.
+#[derive(Debug)]
+pub struct Admission<'a> {
+    ingestor: &'a Ingestor,
+    bytes: usize,
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        self.ingestor
+            .inflight_bytes
+            .fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+/// How long a client refused for lack of memory should wait.
+const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
+
 impl Ingestor {
-    pub fn new(lake: Arc<Lakehouse>) -> Ingestor {
+    /// An ingestor that holds at most `max_inflight_bytes` of requests in memory at once
+    /// (a single request is always admitted when nothing else is in flight).
+    pub fn new(lake: Arc<Lakehouse>, max_inflight_bytes: usize) -> Ingestor {
         Ingestor {
             lake,
             known_processes: Mutex::new(HashSet::new()),
+            inflight_bytes: AtomicUsize::new(0),
+            max_inflight_bytes,
+        }
+    }
+
+    /// Reserves room for a request of `bytes` (decompressed), or refuses it with a
+    /// retryable "busy" when the budget is spent: memory stays bounded however many
+    /// clients send at once.
+    pub fn admit(&self, bytes: usize) -> Result<Admission<'_>, IngestError> {
+        let mut current = self.inflight_bytes.load(Ordering::Acquire);
+        loop {
+            if current != 0 && current.saturating_add(bytes) > self.max_inflight_bytes {
+                return Err(IngestError::Busy {
+                    reason: format!(
+                        "gateway is at its in-flight limit of {} bytes",
+                        self.max_inflight_bytes
+                    ),
+                    retry_after: BUSY_RETRY_AFTER,
+                });
+            }
+            match self.inflight_bytes.compare_exchange_weak(
+                current,
+                current.saturating_add(bytes),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    return Ok(Admission {
+                        ingestor: self,
+                        bytes,
+                    });
+                }
+                Err(actual) => current = actual,
+            }
         }
     }
 

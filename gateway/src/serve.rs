@@ -96,10 +96,23 @@ pub fn lake_config(args: &ServeArgs) -> anyhow::Result<LakeConfig> {
             format!("sqlite://{}", data.join("catalog.db").display())
         }
     };
+    if !(args.flush_interval_secs.is_finite() && args.flush_interval_secs > 0.0) {
+        bail!("--flush-interval-secs must be a positive number of seconds");
+    }
     Ok(LakeConfig {
         object_store_url,
         storage_options: storage_options_from_env(),
         catalog_url,
+        wal_dir: Some(args.data_dir.join("wal")),
+        limits: tarn_lakehouse::writer::Limits {
+            max_fresh_bytes: args.max_fresh_bytes,
+            max_wal_bytes: args.max_wal_bytes,
+            ..Default::default()
+        },
+        flush: tarn_lakehouse::FlushPolicy {
+            interval: std::time::Duration::from_secs_f64(args.flush_interval_secs),
+            bytes: args.flush_bytes,
+        },
     })
 }
 
@@ -151,6 +164,12 @@ async fn shutdown_signal() {
     }
 }
 
+async fn bind(args: &ServeArgs, port: u16, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(SocketAddr::new(args.listen, port))
+        .await
+        .with_context(|| format!("binding {what} on {}:{port}", args.listen))
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     if !args.listen.is_loopback() && !args.insecure_no_auth {
@@ -170,25 +189,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .context("opening the lakehouse")?,
     );
-    let ingestor = Arc::new(Ingestor::new(Arc::clone(&lake)));
+    let ingestor = Arc::new(Ingestor::new(Arc::clone(&lake), args.max_inflight_bytes));
 
-    let otlp_http_listener = TcpListener::bind(SocketAddr::new(args.listen, args.otlp_http_port))
-        .await
-        .with_context(|| {
-            format!(
-                "binding OTLP/HTTP on {}:{}",
-                args.listen, args.otlp_http_port
-            )
-        })?;
-    let flight_listener = TcpListener::bind(SocketAddr::new(args.listen, args.flightsql_port))
-        .await
-        .with_context(|| {
-            format!(
-                "binding FlightSQL on {}:{}",
-                args.listen, args.flightsql_port
-            )
-        })?;
-    let otlp_http_addr = otlp_http_listener.local_addr()?;
+    let grpc_listener = bind(&args, args.otlp_grpc_port, "OTLP/gRPC").await?;
+    let http_listener = bind(&args, args.otlp_http_port, "OTLP/HTTP").await?;
+    let native_listener = bind(&args, args.native_port, "native ingestion").await?;
+    let flight_listener = bind(&args, args.flightsql_port, "FlightSQL").await?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let http_addr = http_listener.local_addr()?;
+    let native_addr = native_listener.local_addr()?;
     let flight_addr = flight_listener.local_addr()?;
 
     let otlp_state = otlp::http::OtlpHttp {
@@ -201,10 +210,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_state(Health {
             lake: Arc::clone(&lake),
         });
-    let otlp_app = Router::new()
-        .nest("/v1", otlp::http::routes(otlp_state))
+    // Bodies are limited by the handlers themselves, after decompression.
+    let http_app = Router::new()
+        .nest("/v1", otlp::http::routes(otlp_state.clone()))
+        .merge(health_routes.clone())
+        .layer(axum::extract::DefaultBodyLimit::disable());
+    let native_app = Router::new()
+        .nest("/ingestion/otlp/v1", otlp::http::routes(otlp_state))
         .merge(health_routes)
-        // Bodies are limited by the handlers themselves, after decompression.
         .layer(axum::extract::DefaultBodyLimit::disable());
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -212,46 +225,71 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let _closed = rx.wait_for(|stop| *stop).await;
     };
 
-    let http_task = tokio::spawn({
+    let flusher = tokio::spawn(Arc::clone(&lake).run_flusher(stop_rx.clone()));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (name, listener, app) in [
+        ("OTLP/HTTP", http_listener, http_app),
+        ("native", native_listener, native_app),
+    ] {
         let stop = stopped(stop_rx.clone());
-        async move {
-            axum::serve(otlp_http_listener, otlp_app)
+        tasks.spawn(async move {
+            axum::serve(listener, app)
                 .with_graceful_shutdown(stop)
                 .await
-        }
+                .with_context(|| format!("{name} server"))
+        });
+    }
+    let (traces, logs, metrics) =
+        otlp::grpc::OtlpGrpc::new(Arc::clone(&ingestor)).services(args.grpc_max_message_bytes);
+    let stop = stopped(stop_rx.clone());
+    tasks.spawn(async move {
+        tonic::transport::Server::builder()
+            .layer(otlp::grpc::ResourceExhaustedLayer)
+            .add_service(traces)
+            .add_service(logs)
+            .add_service(metrics)
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(grpc_listener),
+                stop,
+            )
+            .await
+            .context("OTLP/gRPC server")
     });
     let flight = TarnFlightSql::new(lake.query_engine())?.into_server();
-    let flight_task = tokio::spawn({
-        let stop = stopped(stop_rx.clone());
-        async move {
-            tonic::transport::Server::builder()
-                .add_service(flight)
-                .serve_with_incoming_shutdown(
-                    tonic::transport::server::TcpIncoming::from(flight_listener),
-                    stop,
-                )
-                .await
-        }
+    let stop = stopped(stop_rx.clone());
+    tasks.spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(flight)
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(flight_listener),
+                stop,
+            )
+            .await
+            .context("FlightSQL server")
     });
 
     let startup_ms = started.elapsed().as_millis();
-    tracing::info!(%otlp_http_addr, %flight_addr, startup_ms, "tarn is ready");
+    tracing::info!(%grpc_addr, %http_addr, %native_addr, %flight_addr, startup_ms, "tarn is ready");
     // A machine-readable line on stdout, so scripts and tests learn the bound ports.
     println!(
-        "tarn ready otlp_http={otlp_http_addr} flightsql={flight_addr} startup_ms={startup_ms}"
+        "tarn ready otlp_grpc={grpc_addr} otlp_http={http_addr} native={native_addr} flightsql={flight_addr} startup_ms={startup_ms}"
     );
 
-    shutdown_signal().await;
-    tracing::info!("shutting down");
+    tokio::select! {
+        () = shutdown_signal() => tracing::info!("shutting down"),
+        Some(result) = tasks.join_next() => {
+            // A server stopped on its own: that is a failure.
+            result.context("server task")??;
+            bail!("a server stopped unexpectedly");
+        }
+    }
     let _receivers_gone = stop_tx.send(true);
-    http_task
-        .await
-        .context("OTLP/HTTP task")?
-        .context("OTLP/HTTP server")?;
-    flight_task
-        .await
-        .context("FlightSQL task")?
-        .context("FlightSQL server")?;
+    while let Some(result) = tasks.join_next().await {
+        result.context("server task")??;
+    }
+    // The listeners are closed: commit what is left, then stop the WAL.
+    flusher.await.context("flusher task")?;
+    lake.close();
     lake.catalog().close().await;
     Ok(())
 }

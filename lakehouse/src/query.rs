@@ -1,15 +1,40 @@
 //! SQL over the lake, with DataFusion: read-only statements only.
+//!
+//! Each table is scanned natively (DESIGN.md decision 11): the Delta log supplies the file
+//! list, the `date` partition values and per-file statistics; DataFusion's own Parquet scan
+//! reads the files with filter pushdown, the page index and bloom filters. Rows that are
+//! acknowledged but not committed yet (fresh) are united with the scan, so a query sees
+//! every acknowledged row exactly once.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::stats::Precision;
+use datafusion::common::{ColumnStatistics, DFSchema, ScalarValue, Statistics};
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
+use datafusion::datasource::table_schema::TableSchema;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::union::UnionExec;
+use datafusion::physical_plan::{ExecutionPlan, project_schema};
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
+use deltalake::DeltaTable;
 
 use crate::error::{Error, Result};
-use crate::schema::TableKind;
+use crate::schema::{DATE_COLUMN, TableKind};
 use crate::table::LakeTable;
 
 /// Statements a query may run: no DDL (`CREATE EXTERNAL TABLE` included), no DML
@@ -31,7 +56,246 @@ pub fn from_datafusion(error: DataFusionError) -> Error {
     }
 }
 
-/// Plans and runs SQL against the latest committed state of every table.
+/// The object-store URL a table's files are registered under in a session.
+fn store_url(kind: TableKind) -> Result<ObjectStoreUrl> {
+    ObjectStoreUrl::parse(format!("tarn://{}", kind.name().replace('_', "-")))
+        .map_err(from_datafusion)
+}
+
+/// Parses a Delta statistics value of a column into an exact scalar, or `None` when the
+/// value is not known exactly (timestamps truncated to milliseconds by other writers).
+fn exact_scalar(data_type: &DataType, value: &serde_json::Value) -> Option<ScalarValue> {
+    match data_type {
+        DataType::Int64 => value.as_i64().map(|v| ScalarValue::Int64(Some(v))),
+        DataType::Int32 => value
+            .as_i64()
+            .and_then(|v| i32::try_from(v).ok())
+            .map(|v| ScalarValue::Int32(Some(v))),
+        DataType::Float64 => value.as_f64().map(|v| ScalarValue::Float64(Some(v))),
+        DataType::Utf8 => value
+            .as_str()
+            .map(|v| ScalarValue::Utf8(Some(v.to_owned()))),
+        DataType::Timestamp(TimeUnit::Microsecond, zone) => {
+            let text = value.as_str()?;
+            // Only microsecond-precise values are exact (Tarn writes them so).
+            let fraction = text
+                .rsplit_once('.')
+                .map(|(_, f)| f.trim_end_matches('Z'))?;
+            if fraction.len() != 6 {
+                return None;
+            }
+            let time = chrono::DateTime::parse_from_rfc3339(text).ok()?;
+            Some(ScalarValue::TimestampMicrosecond(
+                Some(time.timestamp_micros()),
+                zone.clone(),
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// Per-file statistics from the Delta `add` action's stats JSON, for the file's columns.
+fn file_statistics(file_schema: &Schema, stats: Option<&str>) -> Statistics {
+    let mut statistics = Statistics::new_unknown(file_schema);
+    let Some(parsed) = stats.and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok()) else {
+        return statistics;
+    };
+    if let Some(rows) = parsed.get("numRecords").and_then(serde_json::Value::as_u64) {
+        statistics.num_rows = Precision::Exact(usize::try_from(rows).unwrap_or(usize::MAX));
+    }
+    let mins = parsed.get("minValues");
+    let maxs = parsed.get("maxValues");
+    let nulls = parsed.get("nullCount");
+    for (field, column) in file_schema
+        .fields()
+        .iter()
+        .zip(statistics.column_statistics.iter_mut())
+    {
+        let name = field.name().as_str();
+        let min = mins
+            .and_then(|m| m.get(name))
+            .and_then(|v| exact_scalar(field.data_type(), v));
+        let max = maxs
+            .and_then(|m| m.get(name))
+            .and_then(|v| exact_scalar(field.data_type(), v));
+        let null_count = nulls
+            .and_then(|n| n.get(name))
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|n| usize::try_from(n).ok());
+        let mut stats = ColumnStatistics::new_unknown();
+        if let (Some(min), Some(max)) = (min, max) {
+            stats = stats
+                .with_min_value(Precision::Exact(min))
+                .with_max_value(Precision::Exact(max));
+        }
+        if let Some(null_count) = null_count {
+            stats = stats.with_null_count(Precision::Exact(null_count));
+        }
+        *column = stats;
+    }
+    statistics
+}
+
+/// Days since the epoch of a `YYYY-MM-DD` partition value.
+fn parse_date(text: &str) -> Option<i32> {
+    let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?;
+    i32::try_from((date - epoch).num_days()).ok()
+}
+
+/// One canonical table as DataFusion sees it: committed files plus fresh rows.
+#[derive(Debug)]
+pub struct LakeTableProvider {
+    schema: SchemaRef,
+    file_schema: SchemaRef,
+    store_url: ObjectStoreUrl,
+    files: Vec<PartitionedFile>,
+    fresh: Vec<RecordBatch>,
+}
+
+impl LakeTableProvider {
+    /// A provider over `table`'s snapshot and `fresh` rows.
+    pub fn new(
+        kind: TableKind,
+        table: &DeltaTable,
+        fresh: Vec<RecordBatch>,
+    ) -> Result<LakeTableProvider> {
+        let schema = kind.schema();
+        let file_fields: Vec<Field> = schema
+            .fields()
+            .iter()
+            .filter(|field| field.name() != DATE_COLUMN)
+            .map(|field| field.as_ref().clone())
+            .collect();
+        let file_schema = Arc::new(Schema::new(file_fields));
+        let mut files = Vec::new();
+        if let Ok(snapshot) = table.snapshot() {
+            for file in snapshot.log_data().iter() {
+                let date = file
+                    .partition_values_map()
+                    .get(DATE_COLUMN)
+                    .cloned()
+                    .flatten()
+                    .and_then(|text| parse_date(&text));
+                let size = u64::try_from(file.size()).unwrap_or(0);
+                let statistics = file_statistics(&file_schema, file.stats().as_deref());
+                let partitioned = PartitionedFile::new(file.path().into_owned(), size)
+                    .with_partition_values(vec![ScalarValue::Date32(date)])
+                    .with_statistics(Arc::new(statistics));
+                files.push(partitioned);
+            }
+        }
+        Ok(LakeTableProvider {
+            schema,
+            file_schema,
+            store_url: store_url(kind)?,
+            files,
+            fresh,
+        })
+    }
+
+    fn table_schema(&self) -> TableSchema {
+        let date: Arc<Field> = Arc::new(Field::new(DATE_COLUMN, DataType::Date32, true));
+        TableSchema::builder(Arc::clone(&self.file_schema))
+            .with_table_partition_cols(vec![date])
+            .build()
+    }
+
+    /// The files whose statistics may hold rows matching `filters`.
+    fn prune(&self, state: &dyn Session, filters: &[Expr]) -> Vec<PartitionedFile> {
+        let files = self.files.clone();
+        let Some(predicate) = conjunction(filters.iter().cloned()) else {
+            return files;
+        };
+        let Ok(df_schema) = DFSchema::try_from(Arc::clone(&self.schema)) else {
+            return files;
+        };
+        let Ok(physical) = state.create_physical_expr(predicate, &df_schema) else {
+            return files;
+        };
+        let Ok(pruning) = PruningPredicateBuilder::new()
+            .with_file_schema(Arc::clone(&self.schema))
+            .try_build(physical)
+        else {
+            return files;
+        };
+        let statistics = datafusion::common::pruning::PrunableStatistics::new(
+            files
+                .iter()
+                .map(|file| {
+                    file.statistics
+                        .clone()
+                        .unwrap_or_else(|| Arc::new(Statistics::new_unknown(&self.schema)))
+                })
+                .collect(),
+            Arc::clone(&self.schema),
+        );
+        match pruning.prune(&statistics) {
+            Ok(keep) => files
+                .into_iter()
+                .zip(keep)
+                .filter_map(|(file, keep)| keep.then_some(file))
+                .collect(),
+            Err(_) => files,
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for LakeTableProvider {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let files = self.prune(state, filters);
+        let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+        if !files.is_empty() {
+            let format = ParquetFormat::new().with_options(state.default_table_options().parquet);
+            let source = format.file_source(self.table_schema());
+            let groups = FileGroup::new(files).split_files(state.config().target_partitions());
+            let config = FileScanConfigBuilder::new(self.store_url.clone(), source)
+                .with_file_groups(groups)
+                .with_projection_indices(projection.cloned())?
+                .with_limit(limit)
+                .build();
+            inputs.push(format.create_physical_plan(state, config).await?);
+        }
+        if !self.fresh.is_empty() {
+            inputs.push(MemorySourceConfig::try_new_exec(
+                std::slice::from_ref(&self.fresh),
+                Arc::clone(&self.schema),
+                projection.cloned(),
+            )?);
+        }
+        if inputs.is_empty() {
+            return Ok(Arc::new(EmptyExec::new(project_schema(
+                &self.schema,
+                projection,
+            )?)));
+        }
+        UnionExec::try_new(inputs)
+    }
+}
+
+/// Plans and runs SQL against every table: its latest commits and its fresh rows.
 #[derive(Debug, Clone)]
 pub struct QueryEngine {
     tables: BTreeMap<TableKind, Arc<LakeTable>>,
@@ -42,7 +306,7 @@ impl QueryEngine {
         QueryEngine { tables }
     }
 
-    /// A session with every table registered at its latest version.
+    /// A session with every table registered at its current state.
     pub async fn context(&self) -> Result<SessionContext> {
         let mut config = SessionConfig::new().with_information_schema(true);
         {
@@ -57,10 +321,11 @@ impl QueryEngine {
         ctx.deregister_udtf("generate_series");
         ctx.deregister_udtf("range");
         for (kind, table) in &self.tables {
-            let delta = table.latest().await?;
-            delta.update_datafusion_session(&ctx.state())?;
-            let provider = delta.table_provider().await.map_err(from_datafusion)?;
-            ctx.register_table(kind.name(), provider)
+            let view = table.view().await?;
+            let url = store_url(*kind)?;
+            ctx.register_object_store(url.as_ref(), view.table.object_store());
+            let provider = LakeTableProvider::new(*kind, &view.table, view.fresh)?;
+            ctx.register_table(kind.name(), Arc::new(provider))
                 .map_err(from_datafusion)?;
         }
         Ok(ctx)
@@ -84,5 +349,59 @@ impl QueryEngine {
     pub async fn execute(&self, sql: &str) -> Result<SendableRecordBatchStream> {
         let frame = self.plan(sql).await?;
         frame.execute_stream().await.map_err(from_datafusion)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_exact_statistics_prune() {
+        let micros = exact_scalar(
+            &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            &serde_json::json!("2026-01-01T00:00:00.123456Z"),
+        );
+        assert_eq!(
+            micros,
+            Some(ScalarValue::TimestampMicrosecond(
+                Some(1_767_225_600_123_456),
+                Some("UTC".into())
+            ))
+        );
+        // Another writer's millisecond-truncated maximum is not trusted.
+        let millis = exact_scalar(
+            &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            &serde_json::json!("2026-01-01T00:00:00.123Z"),
+        );
+        assert_eq!(millis, None);
+        assert_eq!(parse_date("1970-01-02"), Some(1));
+        assert_eq!(parse_date("1969-12-31"), Some(-1));
+    }
+
+    #[test]
+    fn statistics_follow_the_file_schema() {
+        let schema = Schema::new(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("s", DataType::Utf8, true),
+        ]);
+        let stats = file_statistics(
+            &schema,
+            Some(
+                r#"{"numRecords":3,"minValues":{"a":1,"s":"x"},"maxValues":{"a":9},"nullCount":{"a":0,"s":1}}"#,
+            ),
+        );
+        assert_eq!(stats.num_rows, Precision::Exact(3));
+        assert_eq!(
+            stats.column_statistics[0].min_value,
+            Precision::Exact(ScalarValue::Int64(Some(1)))
+        );
+        assert_eq!(
+            stats.column_statistics[0].max_value,
+            Precision::Exact(ScalarValue::Int64(Some(9)))
+        );
+        // Half a range is no range.
+        assert_eq!(stats.column_statistics[1].min_value, Precision::Absent);
+        assert_eq!(stats.column_statistics[1].null_count, Precision::Exact(1));
     }
 }

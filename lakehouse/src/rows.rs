@@ -8,12 +8,14 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayBuilder, ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Float64Builder,
-    Int32Builder, Int64Builder, ListArray, MapArray, RecordBatch, StringBuilder, StructArray,
-    TimestampMicrosecondBuilder,
+    Array, ArrayBuilder, ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Float64Builder,
+    Int32Builder, Int64Builder, ListArray, MapArray, PrimitiveBuilder, RecordBatch, StringBuilder,
+    StructArray, TimestampMicrosecondBuilder,
 };
 use arrow::buffer::{NullBuffer, OffsetBuffer};
-use arrow::datatypes::{DataType, Field, FieldRef, Fields};
+use arrow::datatypes::{
+    ArrowPrimitiveType, DataType, Field, FieldRef, Fields, Float64Type, Int64Type,
+};
 use arrow::error::ArrowError;
 
 use crate::schema::{TableKind, any_value_fields, attributes_entries_field};
@@ -582,6 +584,7 @@ pub struct ProcessesBuilder {
     pub properties: AttributesBuilder,
     pub dropped_properties_count: Int64Builder,
     pub schema_url: StringBuilder,
+    pub entity_refs: StringBuilder,
     pub source: StringBuilder,
     pub insert_time: TimestampMicrosecondBuilder,
     date: Date32Builder,
@@ -608,6 +611,7 @@ impl Default for ProcessesBuilder {
             properties: AttributesBuilder::default(),
             dropped_properties_count: Int64Builder::new(),
             schema_url: StringBuilder::new(),
+            entity_refs: StringBuilder::new(),
             source: StringBuilder::new(),
             insert_time: timestamp_builder(),
             date: Date32Builder::new(),
@@ -650,11 +654,338 @@ impl ProcessesBuilder {
             Arc::new(self.properties.finish()?),
             Arc::new(self.dropped_properties_count.finish()),
             Arc::new(self.schema_url.finish()),
+            Arc::new(self.entity_refs.finish()),
             Arc::new(self.source.finish()),
             Arc::new(self.insert_time.finish()),
             Arc::new(self.date.finish()),
         ];
         RecordBatch::try_new(TableKind::Processes.schema(), columns)
+    }
+}
+
+/// Times of an event-like row: the timestamp, the exact nanoseconds and the date.
+#[derive(Debug)]
+struct EventTime {
+    time: TimestampMicrosecondBuilder,
+    time_unix_nano: Int64Builder,
+    date: Date32Builder,
+}
+
+impl Default for EventTime {
+    fn default() -> Self {
+        EventTime {
+            time: timestamp_builder(),
+            time_unix_nano: Int64Builder::new(),
+            date: Date32Builder::new(),
+        }
+    }
+}
+
+impl EventTime {
+    /// `exact` is stored as is; `effective` (the time the row is sorted and partitioned
+    /// by) fills the timestamp and the date.
+    fn append(&mut self, exact: i64, effective: i64) {
+        self.time.append_value(micros_of_nanos(effective));
+        self.time_unix_nano.append_value(exact);
+        self.date.append_value(date_of_nanos(effective));
+    }
+}
+
+/// Rows of `log_entries`.
+#[derive(Debug, Default)]
+pub struct LogEntriesBuilder {
+    pub identity: IdentityColumns,
+    times: EventTime,
+    pub observed_time_unix_nano: Int64Builder,
+    pub target: StringBuilder,
+    pub level: Int32Builder,
+    pub severity_number: Int32Builder,
+    pub severity_text: StringBuilder,
+    pub msg: StringBuilder,
+    pub body: AnyValueBuilder,
+    pub trace_id: StringBuilder,
+    pub span_id: StringBuilder,
+    pub flags: Int64Builder,
+    pub event_name: StringBuilder,
+    pub properties: AttributesBuilder,
+    pub dropped_properties_count: Int64Builder,
+    pub scope: ScopeColumns,
+}
+
+impl LogEntriesBuilder {
+    /// Sets the record's time: `time_unix_nano` as sent, and the time the row is sorted
+    /// and partitioned by (the observed time when `time_unix_nano` is 0).
+    pub fn append_time(&mut self, time_unix_nano: i64, effective_unix_nano: i64) {
+        self.times.append(time_unix_nano, effective_unix_nano);
+    }
+
+    pub fn len(&self) -> usize {
+        self.level.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(32);
+        self.identity.finish(&mut columns);
+        columns.push(Arc::new(self.times.time.finish()));
+        columns.push(Arc::new(self.times.time_unix_nano.finish()));
+        columns.push(Arc::new(self.observed_time_unix_nano.finish()));
+        columns.push(Arc::new(self.target.finish()));
+        columns.push(Arc::new(self.level.finish()));
+        columns.push(Arc::new(self.severity_number.finish()));
+        columns.push(Arc::new(self.severity_text.finish()));
+        columns.push(Arc::new(self.msg.finish()));
+        columns.push(Arc::new(self.body.finish()));
+        columns.push(Arc::new(self.trace_id.finish()));
+        columns.push(Arc::new(self.span_id.finish()));
+        columns.push(Arc::new(self.flags.finish()));
+        columns.push(Arc::new(self.event_name.finish()));
+        columns.push(Arc::new(self.properties.finish()?));
+        columns.push(Arc::new(self.dropped_properties_count.finish()));
+        self.scope.finish(&mut columns)?;
+        columns.push(Arc::new(self.times.date.finish()));
+        RecordBatch::try_new(TableKind::LogEntries.schema(), columns)
+    }
+}
+
+/// Items of `exemplars` (in `measures` and `histograms`).
+#[derive(Debug, Default)]
+pub struct Exemplars {
+    pub time_unix_nano: Int64Builder,
+    pub value: Float64Builder,
+    pub int_value: Int64Builder,
+    pub trace_id: StringBuilder,
+    pub span_id: StringBuilder,
+    pub filtered_properties: AttributesBuilder,
+}
+
+impl StructRows for Exemplars {
+    fn item_count(&self) -> usize {
+        self.time_unix_nano.len()
+    }
+
+    fn fields(&self) -> Fields {
+        struct_fields(TableKind::Measures, "exemplars")
+    }
+
+    fn finish_columns(&mut self) -> Result<Vec<ArrayRef>, ArrowError> {
+        Ok(vec![
+            Arc::new(self.time_unix_nano.finish()),
+            Arc::new(self.value.finish()),
+            Arc::new(self.int_value.finish()),
+            Arc::new(self.trace_id.finish()),
+            Arc::new(self.span_id.finish()),
+            Arc::new(self.filtered_properties.finish()?),
+        ])
+    }
+}
+
+/// Columns every metric point has, after the identity.
+#[derive(Debug, Default)]
+pub struct MetricPointColumns {
+    times: EventTime,
+    pub start_time_unix_nano: Int64Builder,
+    pub target: StringBuilder,
+    pub name: StringBuilder,
+    pub unit: StringBuilder,
+    pub description: StringBuilder,
+    pub metric_type: StringBuilder,
+}
+
+impl MetricPointColumns {
+    /// Sets the point's time (Unix nanoseconds).
+    pub fn append_time(&mut self, time_unix_nano: i64) {
+        self.times.append(time_unix_nano, time_unix_nano);
+    }
+
+    fn finish(&mut self, columns: &mut Vec<ArrayRef>) {
+        columns.push(Arc::new(self.times.time.finish()));
+        columns.push(Arc::new(self.times.time_unix_nano.finish()));
+        columns.push(Arc::new(self.start_time_unix_nano.finish()));
+        columns.push(Arc::new(self.target.finish()));
+        columns.push(Arc::new(self.name.finish()));
+        columns.push(Arc::new(self.unit.finish()));
+        columns.push(Arc::new(self.description.finish()));
+        columns.push(Arc::new(self.metric_type.finish()));
+    }
+}
+
+/// Rows of `measures`.
+#[derive(Debug, Default)]
+pub struct MeasuresBuilder {
+    pub identity: IdentityColumns,
+    pub point: MetricPointColumns,
+    pub value: Float64Builder,
+    pub int_value: Int64Builder,
+    pub aggregation_temporality: Int32Builder,
+    pub is_monotonic: BooleanBuilder,
+    pub flags: Int64Builder,
+    pub exemplars: ListBuilder<Exemplars>,
+    pub properties: AttributesBuilder,
+    pub metric_metadata: AttributesBuilder,
+    pub scope: ScopeColumns,
+}
+
+impl MeasuresBuilder {
+    pub fn len(&self) -> usize {
+        self.value.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(32);
+        self.identity.finish(&mut columns);
+        self.point.finish(&mut columns);
+        columns.push(Arc::new(self.value.finish()));
+        columns.push(Arc::new(self.int_value.finish()));
+        columns.push(Arc::new(self.aggregation_temporality.finish()));
+        columns.push(Arc::new(self.is_monotonic.finish()));
+        columns.push(Arc::new(self.flags.finish()));
+        columns.push(Arc::new(self.exemplars.finish()?));
+        columns.push(Arc::new(self.properties.finish()?));
+        columns.push(Arc::new(self.metric_metadata.finish()?));
+        self.scope.finish(&mut columns)?;
+        columns.push(Arc::new(self.point.times.date.finish()));
+        RecordBatch::try_new(TableKind::Measures.schema(), columns)
+    }
+}
+
+/// Items of `histograms.quantile_values`.
+#[derive(Debug, Default)]
+pub struct QuantileValues {
+    pub quantile: Float64Builder,
+    pub value: Float64Builder,
+}
+
+impl StructRows for QuantileValues {
+    fn item_count(&self) -> usize {
+        self.quantile.len()
+    }
+
+    fn fields(&self) -> Fields {
+        struct_fields(TableKind::Histograms, "quantile_values")
+    }
+
+    fn finish_columns(&mut self) -> Result<Vec<ArrayRef>, ArrowError> {
+        Ok(vec![
+            Arc::new(self.quantile.finish()),
+            Arc::new(self.value.finish()),
+        ])
+    }
+}
+
+/// A `list<long>` or `list<double>` column, with Delta's `element` item name.
+#[derive(Debug)]
+pub struct PrimitiveList<T: ArrowPrimitiveType> {
+    values: PrimitiveBuilder<T>,
+    offsets: Vec<i32>,
+    validity: Vec<bool>,
+}
+
+impl<T: ArrowPrimitiveType> Default for PrimitiveList<T> {
+    fn default() -> Self {
+        PrimitiveList {
+            values: PrimitiveBuilder::new(),
+            offsets: vec![0],
+            validity: Vec::new(),
+        }
+    }
+}
+
+impl<T: ArrowPrimitiveType> PrimitiveList<T> {
+    /// Appends one list (`None` for a null list).
+    pub fn append(&mut self, items: Option<&[T::Native]>) {
+        if let Some(items) = items {
+            self.values.append_slice(items);
+        }
+        let end = i32::try_from(self.values.len()).unwrap_or(i32::MAX);
+        self.offsets.push(end);
+        self.validity.push(items.is_some());
+    }
+
+    pub fn finish(&mut self) -> Result<ListArray, ArrowError> {
+        let values = self.values.finish();
+        let item: FieldRef = Arc::new(Field::new("element", values.data_type().clone(), true));
+        let offsets = std::mem::replace(&mut self.offsets, vec![0]);
+        let validity = std::mem::take(&mut self.validity);
+        let nulls = (!validity.iter().all(|valid| *valid)).then(|| NullBuffer::from(validity));
+        ListArray::try_new(
+            item,
+            OffsetBuffer::new(offsets.into()),
+            Arc::new(values),
+            nulls,
+        )
+    }
+}
+
+/// Rows of `histograms`.
+#[derive(Debug, Default)]
+pub struct HistogramsBuilder {
+    pub identity: IdentityColumns,
+    pub point: MetricPointColumns,
+    pub count: Int64Builder,
+    pub sum: Float64Builder,
+    pub min: Float64Builder,
+    pub max: Float64Builder,
+    pub bucket_counts: PrimitiveList<Int64Type>,
+    pub explicit_bounds: PrimitiveList<Float64Type>,
+    pub scale: Int32Builder,
+    pub zero_count: Int64Builder,
+    pub zero_threshold: Float64Builder,
+    pub positive_offset: Int32Builder,
+    pub positive_bucket_counts: PrimitiveList<Int64Type>,
+    pub negative_offset: Int32Builder,
+    pub negative_bucket_counts: PrimitiveList<Int64Type>,
+    pub quantile_values: ListBuilder<QuantileValues>,
+    pub aggregation_temporality: Int32Builder,
+    pub flags: Int64Builder,
+    pub exemplars: ListBuilder<Exemplars>,
+    pub properties: AttributesBuilder,
+    pub metric_metadata: AttributesBuilder,
+    pub scope: ScopeColumns,
+}
+
+impl HistogramsBuilder {
+    pub fn len(&self) -> usize {
+        self.count.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(40);
+        self.identity.finish(&mut columns);
+        self.point.finish(&mut columns);
+        columns.push(Arc::new(self.count.finish()));
+        columns.push(Arc::new(self.sum.finish()));
+        columns.push(Arc::new(self.min.finish()));
+        columns.push(Arc::new(self.max.finish()));
+        columns.push(Arc::new(self.bucket_counts.finish()?));
+        columns.push(Arc::new(self.explicit_bounds.finish()?));
+        columns.push(Arc::new(self.scale.finish()));
+        columns.push(Arc::new(self.zero_count.finish()));
+        columns.push(Arc::new(self.zero_threshold.finish()));
+        columns.push(Arc::new(self.positive_offset.finish()));
+        columns.push(Arc::new(self.positive_bucket_counts.finish()?));
+        columns.push(Arc::new(self.negative_offset.finish()));
+        columns.push(Arc::new(self.negative_bucket_counts.finish()?));
+        columns.push(Arc::new(self.quantile_values.finish()?));
+        columns.push(Arc::new(self.aggregation_temporality.finish()));
+        columns.push(Arc::new(self.flags.finish()));
+        columns.push(Arc::new(self.exemplars.finish()?));
+        columns.push(Arc::new(self.properties.finish()?));
+        columns.push(Arc::new(self.metric_metadata.finish()?));
+        self.scope.finish(&mut columns)?;
+        columns.push(Arc::new(self.point.times.date.finish()));
+        RecordBatch::try_new(TableKind::Histograms.schema(), columns)
     }
 }
 
@@ -690,9 +1021,7 @@ mod tests {
         assert_eq!(keys.value(0), "b");
         assert_eq!(keys.value(1), "a");
         let values = map.values().as_struct();
-        let ints = values
-            .column(1)
-            .as_primitive::<arrow::datatypes::Int64Type>();
+        let ints = values.column(1).as_primitive::<Int64Type>();
         assert_eq!(ints.value(0), 7);
         assert!(values.is_valid(2) && values.column(0).is_null(2));
         assert!(values.is_null(3));

@@ -319,7 +319,7 @@ static MEASURES: LazyLock<SchemaRef> = LazyLock::new(|| {
     let mut fields = identity();
     fields.extend(metric_point());
     fields.extend([
-        float64("value", false),
+        float64("value", true),
         int64("int_value", true),
         int32("aggregation_temporality", true),
         Field::new("is_monotonic", DataType::Boolean, true),
@@ -388,6 +388,7 @@ static PROCESSES: LazyLock<SchemaRef> = LazyLock::new(|| {
         attributes("properties"),
         int64("dropped_properties_count", true),
         utf8("schema_url", true),
+        utf8("entity_refs", true),
         utf8("source", false),
         timestamp("insert_time", false),
         date(),

@@ -7,8 +7,8 @@
 //! The Delta `add` actions carry min/max statistics of the top-level primitive columns,
 //! so readers skip files by time, duration or status without opening them.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::compute::{self, SortColumn, SortOptions};
@@ -21,15 +21,14 @@ use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, StructType, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, DeltaTableBuilder, TableProperty};
-use object_store::buffered::BufWriter;
+use object_store::ObjectStoreExt as _;
 use object_store::path::Path;
-use parquet::arrow::AsyncArrowWriter;
+use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use serde_json::{Map, Value, json};
-use tokio::sync::Mutex;
 use url::Url;
 
 use crate::error::{Error, Result};
@@ -39,13 +38,46 @@ use crate::schema::{DATE_COLUMN, TableKind};
 /// large enough to keep per-group overhead low (reference/query-anchor.md, layout B/C).
 pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 
-/// A canonical table and the handle commits go through.
+/// How often a table's published snapshot is refreshed from the log, so queries see what
+/// other gateways commit.
+const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The committed state queries read: a snapshot, and the highest WAL sequence of this
+/// gateway it contains (0 when none).
+#[derive(Debug, Clone)]
+struct Published {
+    table: DeltaTable,
+    committed_seq: u64,
+    refreshed: Instant,
+}
+
+/// Acknowledged rows not yet committed to Delta, in WAL sequence order.
+#[derive(Debug, Default)]
+struct Fresh {
+    entries: VecDeque<(u64, RecordBatch)>,
+    bytes: usize,
+    oldest: Option<Instant>,
+}
+
+/// What a query reads of a table: the committed files and the fresh rows not in them.
+#[derive(Debug, Clone)]
+pub struct TableView {
+    pub table: DeltaTable,
+    pub fresh: Vec<RecordBatch>,
+}
+
+/// A canonical table: its Delta log, the rows acknowledged but not committed yet, and the
+/// state queries read.
 #[derive(Debug)]
 pub struct LakeTable {
     kind: TableKind,
     url: Url,
-    /// The latest state this process knows; commits serialize on it.
-    table: Mutex<DeltaTable>,
+    /// The Delta application id of this gateway's WAL, stamped on every commit of WAL rows.
+    app_id: Option<String>,
+    /// Serializes this process's commits.
+    commit: tokio::sync::Mutex<DeltaTable>,
+    published: std::sync::RwLock<Published>,
+    fresh: std::sync::Mutex<Fresh>,
 }
 
 /// Delta protocol properties every table is created with. None of them raises the
@@ -57,12 +89,17 @@ fn table_properties() -> Vec<(TableProperty, &'static str)> {
     ]
 }
 
+/// Rows per data file: larger flushes are split.
+const FILE_ROWS: usize = 1 << 20;
+
 impl LakeTable {
-    /// Opens the table at `url`, creating it when it does not exist yet.
+    /// Opens the table at `url`, creating it when it does not exist yet. `app_id` names
+    /// the WAL whose rows this process commits.
     pub async fn open_or_create(
         kind: TableKind,
         url: Url,
         storage_options: &HashMap<String, String>,
+        app_id: Option<String>,
     ) -> Result<LakeTable> {
         if url.scheme() == "file" {
             let path = url
@@ -81,10 +118,18 @@ impl LakeTable {
             }
             Err(error) => return Err(error.into()),
         }
+        let committed_seq = committed_seq(&table, app_id.as_deref()).await?;
         Ok(LakeTable {
             kind,
             url,
-            table: Mutex::new(table),
+            app_id,
+            commit: tokio::sync::Mutex::new(table.clone()),
+            published: std::sync::RwLock::new(Published {
+                table,
+                committed_seq,
+                refreshed: Instant::now(),
+            }),
+            fresh: std::sync::Mutex::new(Fresh::default()),
         })
     }
 
@@ -96,44 +141,197 @@ impl LakeTable {
         &self.url
     }
 
-    /// The latest committed state, refreshed from the log (cheap when nothing changed).
-    pub async fn latest(&self) -> Result<DeltaTable> {
-        let mut table = self.table.lock().await;
-        table.update_state().await?;
-        Ok(table.clone())
+    fn published(&self) -> Published {
+        match self.published.read() {
+            Ok(published) => published.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
-    /// Writes `batch` as Parquet files (one per date) and commits them in one Delta
-    /// version. With `txn`, the commit records the application transaction
-    /// `(app_id, version)` so a replay can tell it already happened.
+    fn publish(&self, table: DeltaTable, committed_seq: u64) {
+        let mut published = match self.published.write() {
+            Ok(published) => published,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let newer = table.version() >= published.table.version();
+        if newer {
+            *published = Published {
+                table,
+                committed_seq: committed_seq.max(published.committed_seq),
+                refreshed: Instant::now(),
+            };
+        }
+    }
+
+    fn lock_fresh(&self) -> std::sync::MutexGuard<'_, Fresh> {
+        match self.fresh.lock() {
+            Ok(fresh) => fresh,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// The highest WAL sequence committed to this table.
+    pub fn committed_seq(&self) -> u64 {
+        self.published().committed_seq
+    }
+
+    /// Adds acknowledged rows (durable in the WAL at `seq`) to the fresh buffer, where
+    /// queries see them at once. Rows already committed (a replay) are ignored.
+    pub fn add_fresh(&self, seq: u64, batch: RecordBatch) {
+        if seq <= self.committed_seq() {
+            return;
+        }
+        let mut fresh = self.lock_fresh();
+        fresh.bytes += batch.get_array_memory_size();
+        fresh.oldest.get_or_insert_with(Instant::now);
+        fresh.entries.push_back((seq, batch));
+    }
+
+    /// Bytes of fresh rows held in memory.
+    pub fn fresh_bytes(&self) -> usize {
+        self.lock_fresh().bytes
+    }
+
+    /// How long the oldest fresh row has waited.
+    pub fn fresh_age(&self) -> Option<Duration> {
+        self.lock_fresh().oldest.map(|oldest| oldest.elapsed())
+    }
+
+    /// What a query reads: committed files and fresh rows, never a row twice or not at all
+    /// (fresh rows are read first, then the snapshot, and fresh rows the snapshot already
+    /// holds are dropped).
+    pub async fn view(&self) -> Result<TableView> {
+        let fresh: Vec<(u64, RecordBatch)> = self.lock_fresh().entries.iter().cloned().collect();
+        let mut published = self.published();
+        if published.refreshed.elapsed() >= REFRESH_INTERVAL {
+            self.refresh().await?;
+            published = self.published();
+        }
+        let fresh = fresh
+            .into_iter()
+            .filter(|(seq, _)| *seq > published.committed_seq)
+            .map(|(_, batch)| batch)
+            .collect();
+        Ok(TableView {
+            table: published.table,
+            fresh,
+        })
+    }
+
+    /// Reloads the snapshot from the log (what other gateways committed).
+    pub async fn refresh(&self) -> Result<()> {
+        let mut table = self.published().table;
+        let before = table.version();
+        table.update_state().await?;
+        let committed = if table.version() != before {
+            committed_seq(&table, self.app_id.as_deref()).await?
+        } else {
+            0
+        };
+        self.publish(table, committed);
+        Ok(())
+    }
+
+    /// The latest committed state (for maintenance and tests).
+    pub async fn latest(&self) -> Result<DeltaTable> {
+        self.refresh().await?;
+        Ok(self.published().table)
+    }
+
+    /// Commits the fresh rows to Delta (one file per date, split every [`FILE_ROWS`]
+    /// rows), stamped with the WAL application transaction, then drops them from memory.
+    /// Returns the number of rows committed.
+    pub async fn flush(&self) -> Result<usize> {
+        let mut table = self.commit.lock().await;
+        let entries: Vec<(u64, RecordBatch)> = self.lock_fresh().entries.iter().cloned().collect();
+        let Some(last_seq) = entries.last().map(|(seq, _)| *seq) else {
+            return Ok(0);
+        };
+        let batches: Vec<RecordBatch> = entries.into_iter().map(|(_, batch)| batch).collect();
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let txn = self.app_id.as_ref().map(|app_id| {
+            Transaction::new_with_last_update(app_id, seq_i64(last_seq), Some(now_millis()))
+        });
+        let version = self.commit_batches(&mut table, &batches, txn).await?;
+        if version.is_some() {
+            self.publish(table.clone(), last_seq);
+        }
+        let mut fresh = self.lock_fresh();
+        while fresh
+            .entries
+            .front()
+            .is_some_and(|(seq, _)| *seq <= last_seq)
+        {
+            if let Some((_, batch)) = fresh.entries.pop_front() {
+                fresh.bytes = fresh.bytes.saturating_sub(batch.get_array_memory_size());
+            }
+        }
+        fresh.oldest = if fresh.entries.is_empty() {
+            None
+        } else {
+            Some(Instant::now())
+        };
+        Ok(rows)
+    }
+
+    /// Writes `batch` straight to Delta, without the WAL: one commit per call.
     pub async fn append(
         &self,
         batch: &RecordBatch,
         txn: Option<Transaction>,
     ) -> Result<Option<i64>> {
-        if batch.num_rows() == 0 {
+        let mut table = self.commit.lock().await;
+        let version = self
+            .commit_batches(&mut table, std::slice::from_ref(batch), txn)
+            .await?;
+        self.publish(table.clone(), 0);
+        Ok(version)
+    }
+
+    async fn commit_batches(
+        &self,
+        table: &mut DeltaTable,
+        batches: &[RecordBatch],
+        txn: Option<Transaction>,
+    ) -> Result<Option<i64>> {
+        if batches.iter().all(|batch| batch.num_rows() == 0) {
             return Ok(None);
         }
-        let mut table = self.table.lock().await;
+        table.update_state().await?;
+        if let Some(txn) = &txn {
+            // A replay of rows this WAL already committed adds nothing.
+            let done = table
+                .snapshot()?
+                .transaction_version(table.log_store().as_ref(), &txn.app_id)
+                .await?
+                .unwrap_or(0);
+            if done >= txn.version {
+                return Ok(None);
+            }
+        }
         let store = table.object_store();
-        let mut actions = Vec::new();
-        for (date, rows) in split_by_date(batch)? {
-            let rows = sort_by_time(&rows, self.kind)?;
-            let relative = format!(
-                "{DATE_COLUMN}={}/part-{}.zstd.parquet",
-                format_date(date),
-                uuid::Uuid::new_v4()
-            );
-            let size = write_parquet(store.clone(), &relative, &rows, self.kind).await?;
+        let kind = self.kind;
+        let schema = kind.schema();
+        let batches = batches.to_vec();
+        // Sorting and Parquet encoding are CPU work: keep them off the async workers.
+        let files = tokio::task::spawn_blocking(move || encode_files(kind, &schema, &batches))
+            .await
+            .map_err(|e| Error::storage(format!("encoding task failed: {e}")))??;
+        let mut actions = Vec::with_capacity(files.len());
+        for file in files {
+            let size = i64::try_from(file.bytes.len()).unwrap_or(i64::MAX);
+            store
+                .put(&Path::from(file.path.as_str()), file.bytes.into())
+                .await?;
             let mut partition_values = HashMap::new();
-            partition_values.insert(DATE_COLUMN.to_owned(), Some(format_date(date)));
+            partition_values.insert(DATE_COLUMN.to_owned(), Some(format_date(file.date)));
             actions.push(Action::Add(Add {
-                path: relative,
+                path: file.path,
                 partition_values,
                 size,
-                modification_time: chrono::Utc::now().timestamp_millis(),
+                modification_time: now_millis(),
                 data_change: true,
-                stats: Some(stats_json(&rows)),
+                stats: Some(file.stats),
                 ..Default::default()
             }));
         }
@@ -158,6 +356,71 @@ impl LakeTable {
         table.state = Some(finalized.snapshot());
         Ok(Some(i64::try_from(version).unwrap_or(i64::MAX)))
     }
+}
+
+fn seq_i64(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The highest WAL sequence `app_id` has committed to `table`.
+async fn committed_seq(table: &DeltaTable, app_id: Option<&str>) -> Result<u64> {
+    let Some(app_id) = app_id else {
+        return Ok(0);
+    };
+    let version = table
+        .snapshot()?
+        .transaction_version(table.log_store().as_ref(), app_id)
+        .await?
+        .unwrap_or(0);
+    Ok(u64::try_from(version).unwrap_or(0))
+}
+
+/// A data file ready to upload.
+struct EncodedFile {
+    path: String,
+    date: i32,
+    bytes: Vec<u8>,
+    stats: String,
+}
+
+/// Concatenates, splits by date, sorts by time and encodes rows as Parquet files.
+fn encode_files(
+    kind: TableKind,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<Vec<EncodedFile>> {
+    let batch = compute::concat_batches(schema, batches)?;
+    let mut files = Vec::new();
+    for (date, rows) in split_by_date(&batch)? {
+        let mut offset = 0;
+        while offset < rows.num_rows() {
+            let length = FILE_ROWS.min(rows.num_rows() - offset);
+            let part = sort_by_time(&rows.slice(offset, length), kind)?;
+            offset += length;
+            let path = format!(
+                "{DATE_COLUMN}={}/part-{}.zstd.parquet",
+                format_date(date),
+                uuid::Uuid::new_v4()
+            );
+            let file_schema = part.schema();
+            let properties = writer_properties(kind, &file_schema)?;
+            let mut bytes = Vec::new();
+            let mut writer = ArrowWriter::try_new(&mut bytes, file_schema, Some(properties))?;
+            writer.write(&part)?;
+            writer.close()?;
+            files.push(EncodedFile {
+                path,
+                date,
+                bytes,
+                stats: stats_json(&part),
+            });
+        }
+    }
+    Ok(files)
 }
 
 async fn create(table: &DeltaTable, kind: TableKind) -> Result<DeltaTable> {
@@ -262,25 +525,10 @@ pub fn writer_properties(kind: TableKind, file_schema: &SchemaRef) -> Result<Wri
     Ok(builder.build())
 }
 
-/// Writes one Parquet file at `relative` (to the table root); returns its size in bytes.
-async fn write_parquet(
-    store: Arc<dyn object_store::ObjectStore>,
-    relative: &str,
-    batch: &RecordBatch,
-    kind: TableKind,
-) -> Result<i64> {
-    let schema = batch.schema();
-    let properties = writer_properties(kind, &schema)?;
-    let sink = BufWriter::new(store, Path::from(relative));
-    let mut writer = AsyncArrowWriter::try_new(sink, schema, Some(properties))?;
-    writer.write(batch).await?;
-    writer.finish().await?;
-    Ok(i64::try_from(writer.bytes_written()).unwrap_or(i64::MAX))
-}
-
 /// Delta file statistics (`numRecords`, `minValues`, `maxValues`, `nullCount`) of the
-/// top-level primitive columns. Timestamps are truncated to milliseconds for the minimum
-/// and rounded up for the maximum, so the range always covers the rows.
+/// top-level primitive columns. Values are exact: strings whole, timestamps to the
+/// microsecond (other Delta writers truncate timestamps to milliseconds; readers that add
+/// a millisecond to a maximum stay correct with exact values).
 pub fn stats_json(batch: &RecordBatch) -> String {
     let mut mins = Map::new();
     let mut maxs = Map::new();
@@ -314,7 +562,7 @@ pub fn stats_json(batch: &RecordBatch) -> String {
 
 fn format_micros(micros: i64) -> Option<Value> {
     chrono::DateTime::from_timestamp_micros(micros)
-        .map(|time| Value::from(time.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()))
+        .map(|time| Value::from(time.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()))
 }
 
 fn min_max(column: &dyn Array) -> (Option<Value>, Option<Value>) {
@@ -347,12 +595,10 @@ fn min_max(column: &dyn Array) -> (Option<Value>, Option<Value>) {
         }
         DataType::Timestamp(TimeUnit::Microsecond, _) => {
             let values = column.as_primitive::<TimestampMicrosecondType>();
-            let low = compute::min(values).map(|us| us - us.rem_euclid(1_000));
-            let high = compute::max(values).map(|us| {
-                let rest = us.rem_euclid(1_000);
-                if rest == 0 { us } else { us - rest + 1_000 }
-            });
-            (low.and_then(format_micros), high.and_then(format_micros))
+            (
+                compute::min(values).and_then(format_micros),
+                compute::max(values).and_then(format_micros),
+            )
         }
         _ => (None, None),
     }

@@ -9,10 +9,10 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use prost::Message;
 use tarn_lakehouse::catalog::ProcessRecord;
 use tarn_lakehouse::rows::{
-    AnyValueBuilder, AttributesBuilder, Identity, ProcessesBuilder, append_opt_str,
+    AnyValueBuilder, AttributesBuilder, Identity, ProcessesBuilder, ScopeColumns, append_opt_str,
 };
 use tarn_proto::otlp::common::v1::any_value::Value;
-use tarn_proto::otlp::common::v1::{AnyValue, KeyValue};
+use tarn_proto::otlp::common::v1::{AnyValue, InstrumentationScope, KeyValue};
 use tarn_proto::otlp::resource::v1::Resource;
 use uuid::Uuid;
 
@@ -175,6 +175,40 @@ pub fn write_json_string(out: &mut String, text: &str) {
     out.push('"');
 }
 
+/// Appends a record's instrumentation scope and its `schema_url`.
+pub fn append_scope(
+    columns: &mut ScopeColumns,
+    scope: Option<&InstrumentationScope>,
+    schema_url: &str,
+) {
+    match scope {
+        Some(scope) => {
+            append_opt_str(&mut columns.name, Some(&scope.name));
+            append_opt_str(&mut columns.version, Some(&scope.version));
+            append_attributes(&mut columns.properties, &scope.attributes);
+            columns
+                .dropped_properties_count
+                .append_value(i64::from(scope.dropped_attributes_count));
+        }
+        None => {
+            columns.name.append_null();
+            columns.version.append_null();
+            columns.properties.finish_row();
+            columns.dropped_properties_count.append_null();
+        }
+    }
+    append_opt_str(&mut columns.schema_url, Some(schema_url));
+}
+
+/// Appends an optional id as hex (NULL when empty).
+pub fn append_id(builder: &mut arrow::array::StringBuilder, id: &[u8]) {
+    if id.is_empty() {
+        builder.append_null();
+    } else {
+        builder.append_value(hex(id));
+    }
+}
+
 /// A value as text, for places that hold strings only (the catalog's process
 /// properties): strings as they are, numbers in decimal, bytes in base64, arrays and
 /// lists as OTLP/JSON.
@@ -242,8 +276,12 @@ pub fn resource_process(
     now_nanos: i64,
 ) -> ResourceProcess {
     let empty = Resource::default();
+    // An absent resource and an empty one are different inputs: keep them apart.
+    let mut key = match resource {
+        Some(resource) => resource.encode_to_vec(),
+        None => b"\x00none".to_vec(),
+    };
     let resource = resource.unwrap_or(&empty);
-    let mut key = resource.encode_to_vec();
     key.push(0x1f);
     key.extend_from_slice(schema_url.as_bytes());
     let process_id = Uuid::new_v5(&PROCESS_NAMESPACE, &key).to_string();
@@ -335,15 +373,51 @@ pub fn append_process_row(
             builder
                 .dropped_properties_count
                 .append_value(i64::from(resource.dropped_attributes_count));
+            if resource.entity_refs.is_empty() {
+                builder.entity_refs.append_null();
+            } else {
+                builder.entity_refs.append_value(entity_refs_json(resource));
+            }
         }
         None => {
             builder.properties.finish_row();
             builder.dropped_properties_count.append_null();
+            builder.entity_refs.append_null();
         }
     }
     append_opt_str(&mut builder.schema_url, Some(schema_url));
     builder.source.append_value(&record.source);
     builder.insert_time.append_value(record.insert_time);
+}
+
+/// `Resource.entity_refs` as an OTLP/JSON array.
+fn entity_refs_json(resource: &Resource) -> String {
+    let mut out = String::from("[");
+    for (i, entity) in resource.entity_refs.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"schemaUrl\":");
+        write_json_string(&mut out, &entity.schema_url);
+        out.push_str(",\"type\":");
+        write_json_string(&mut out, &entity.r#type);
+        for (name, keys) in [
+            ("idKeys", &entity.id_keys),
+            ("descriptionKeys", &entity.description_keys),
+        ] {
+            let _infallible = write!(out, ",\"{name}\":[");
+            for (j, key) in keys.iter().enumerate() {
+                if j > 0 {
+                    out.push(',');
+                }
+                write_json_string(&mut out, key);
+            }
+            out.push(']');
+        }
+        out.push('}');
+    }
+    out.push(']');
+    out
 }
 
 #[cfg(test)]

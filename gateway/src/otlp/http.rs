@@ -1,12 +1,15 @@
-//! OTLP/HTTP: `POST /v1/{traces,logs,metrics}` with protobuf bodies, plain or compressed.
+//! OTLP/HTTP: `POST /v1/{traces,logs,metrics}` with protobuf or JSON bodies, plain or
+//! compressed.
 //!
 //! Spec behaviour (opentelemetry-proto `docs/specification.md`): unknown content types are
 //! refused with 415, undecodable bodies with 400 and a `google.rpc.Status` carrying a
 //! `BadRequest`, bodies larger than the limit *after decompression* with 413; the reply has
-//! the request's content type; invalid records are reported through `partial_success`.
+//! the request's content type; invalid records are reported through `partial_success`;
+//! when the gateway is full it answers 503 with `Retry-After`.
 
 use std::io::Read;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -15,14 +18,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use prost::Message;
-use tarn_proto::otlp::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use tarn_proto::otlp::{bad_request_status, code, plain_status, retry_status, rpc};
+use tarn_proto::otlp::{bad_request_status, code, plain_status, retry_status, rpc, status_to_json};
 
+use super::Export;
 use crate::ingest::{IngestError, Ingestor};
 
 const PROTOBUF: &str = "application/x-protobuf";
+const JSON: &str = "application/json";
 
 /// Shared state of the OTLP/HTTP routes.
 #[derive(Debug, Clone)]
@@ -35,8 +37,26 @@ pub struct OtlpHttp {
 /// The OTLP/HTTP routes, relative to the signal prefix (`/v1`).
 pub fn routes(state: OtlpHttp) -> Router {
     Router::new()
-        .route("/traces", post(export_traces))
+        .route("/traces", post(export::<super::Traces>))
+        .route("/logs", post(export::<super::Logs>))
+        .route("/metrics", post(export::<super::Metrics>))
         .with_state(state)
+}
+
+/// The two encodings of OTLP/HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Protobuf,
+    Json,
+}
+
+impl Encoding {
+    fn content_type(self) -> &'static str {
+        match self {
+            Encoding::Protobuf => PROTOBUF,
+            Encoding::Json => JSON,
+        }
+    }
 }
 
 /// A refused request: status, and the `google.rpc.Status` body to send.
@@ -44,7 +64,8 @@ pub fn routes(state: OtlpHttp) -> Router {
 pub struct Refusal {
     status: StatusCode,
     body: rpc::Status,
-    retry_after_secs: Option<u64>,
+    retry_after: Option<Duration>,
+    encoding: Encoding,
 }
 
 impl Refusal {
@@ -52,24 +73,38 @@ impl Refusal {
         Refusal {
             status,
             body,
-            retry_after_secs: None,
+            retry_after: None,
+            encoding: Encoding::Protobuf,
         }
     }
 
     fn bad_request(message: &str) -> Refusal {
         Refusal::new(StatusCode::BAD_REQUEST, bad_request_status("", message))
     }
+
+    fn in_encoding(mut self, encoding: Encoding) -> Refusal {
+        self.encoding = encoding;
+        self
+    }
 }
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
+        let body = match self.encoding {
+            Encoding::Protobuf => self.body.encode_to_vec(),
+            Encoding::Json => status_to_json(&self.body).into_bytes(),
+        };
         let mut response = (
             self.status,
-            [(header::CONTENT_TYPE, HeaderValue::from_static(PROTOBUF))],
-            self.body.encode_to_vec(),
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(self.encoding.content_type()),
+            )],
+            body,
         )
             .into_response();
-        if let Some(seconds) = self.retry_after_secs {
+        if let Some(delay) = self.retry_after {
+            let seconds = delay.as_secs().max(1);
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
@@ -84,23 +119,21 @@ impl From<IngestError> for Refusal {
             IngestError::Busy {
                 reason,
                 retry_after,
-            } => {
-                let seconds = retry_after.as_secs().max(1);
+            } => Refusal {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                body: retry_status(code::UNAVAILABLE, &reason, retry_after),
+                retry_after: Some(retry_after),
+                encoding: Encoding::Protobuf,
+            },
+            IngestError::Unavailable(message) => {
+                let delay = Duration::from_secs(1);
                 Refusal {
                     status: StatusCode::SERVICE_UNAVAILABLE,
-                    body: retry_status(code::UNAVAILABLE, &reason, retry_after),
-                    retry_after_secs: Some(seconds),
+                    body: retry_status(code::UNAVAILABLE, &message, delay),
+                    retry_after: Some(delay),
+                    encoding: Encoding::Protobuf,
                 }
             }
-            IngestError::Unavailable(message) => Refusal {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                body: retry_status(
-                    code::UNAVAILABLE,
-                    &message,
-                    std::time::Duration::from_secs(1),
-                ),
-                retry_after_secs: Some(1),
-            },
             IngestError::Internal(message) => Refusal::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 plain_status(code::INTERNAL, &message),
@@ -109,14 +142,25 @@ impl From<IngestError> for Refusal {
     }
 }
 
-/// The media type of a request (`application/x-protobuf`), without parameters.
-fn media_type(headers: &HeaderMap) -> String {
-    headers
+/// The encoding named by `Content-Type` (parameters such as `charset` ignored).
+fn encoding_of(headers: &HeaderMap) -> Result<Encoding, Refusal> {
+    let media = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.split(';').next())
         .map(|value| value.trim().to_ascii_lowercase())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    match media.as_str() {
+        PROTOBUF => Ok(Encoding::Protobuf),
+        JSON => Ok(Encoding::Json),
+        _ => Err(Refusal::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            plain_status(
+                code::INVALID_ARGUMENT,
+                &format!("unsupported Content-Type {media:?}: use {PROTOBUF} or {JSON}"),
+            ),
+        )),
+    }
 }
 
 /// The request body, decompressed, at most `limit` bytes.
@@ -175,38 +219,6 @@ pub fn decode_body(headers: &HeaderMap, body: &Bytes, limit: usize) -> Result<Ve
     Ok(out)
 }
 
-/// Checks the content type: only protobuf is served by this build of the route.
-fn check_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
-    let media = media_type(headers);
-    if media == PROTOBUF {
-        Ok(())
-    } else {
-        Err(Refusal::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            plain_status(
-                code::INVALID_ARGUMENT,
-                &format!("unsupported Content-Type {media:?}: use {PROTOBUF}"),
-            ),
-        ))
-    }
-}
-
-fn protobuf_response<M: Message>(message: &M) -> Response {
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, HeaderValue::from_static(PROTOBUF))],
-        message.encode_to_vec(),
-    )
-        .into_response()
-}
-
-async fn export_traces(State(state): State<OtlpHttp>, headers: HeaderMap, body: Body) -> Response {
-    match export_traces_inner(&state, &headers, body).await {
-        Ok(response) => response,
-        Err(refusal) => refusal.into_response(),
-    }
-}
-
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, Refusal> {
     axum::body::to_bytes(body, limit).await.map_err(|e| {
         Refusal::new(
@@ -219,24 +231,67 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, Refusal> {
     })
 }
 
-async fn export_traces_inner(
+async fn export<E: Export>(
+    State(state): State<OtlpHttp>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match export_inner::<E>(&state, &headers, body).await {
+        Ok(response) => response,
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+async fn export_inner<E: Export>(
     state: &OtlpHttp,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, Refusal> {
-    check_content_type(headers)?;
-    let raw = read_body(body, state.max_body_bytes).await?;
-    let bytes = decode_body(headers, &raw, state.max_body_bytes)?;
-    let request = ExportTraceServiceRequest::decode(bytes.as_slice())
-        .map_err(|e| Refusal::bad_request(&format!("invalid ExportTraceServiceRequest: {e}")))?;
+    let encoding = encoding_of(headers)?;
+    let raw = read_body(body, state.max_body_bytes)
+        .await
+        .map_err(|r| r.in_encoding(encoding))?;
+    let bytes =
+        decode_body(headers, &raw, state.max_body_bytes).map_err(|r| r.in_encoding(encoding))?;
+    drop(raw);
+    let _admission = state
+        .ingestor
+        .admit(bytes.len())
+        .map_err(|e| Refusal::from(e).in_encoding(encoding))?;
+    let request = match encoding {
+        Encoding::Protobuf => E::Request::decode(bytes.as_slice())
+            .map_err(|e| Refusal::bad_request(&format!("invalid {}: {e}", E::REQUEST_NAME)))?,
+        Encoding::Json => serde_json::from_slice::<E::Request>(&bytes).map_err(|e| {
+            Refusal::bad_request(&format!("invalid OTLP/JSON {}: {e}", E::REQUEST_NAME))
+                .in_encoding(encoding)
+        })?,
+    };
+    drop(bytes);
     let now = crate::clock::now_nanos();
-    let normalized = super::traces::normalize(&request, now);
-    let rejections = state.ingestor.ingest(normalized).await?;
-    let partial_success = (rejections.count > 0).then(|| ExportTracePartialSuccess {
-        rejected_spans: rejections.count,
-        error_message: rejections.summary(),
-    });
-    Ok(protobuf_response(&ExportTraceServiceResponse {
-        partial_success,
-    }))
+    let normalized = E::normalize(&request, now);
+    drop(request);
+    let rejections = state
+        .ingestor
+        .ingest(normalized)
+        .await
+        .map_err(|e| Refusal::from(e).in_encoding(encoding))?;
+    let response = E::response(&rejections);
+    let body = match encoding {
+        Encoding::Protobuf => response.encode_to_vec(),
+        Encoding::Json => serde_json::to_vec(&response).map_err(|e| {
+            Refusal::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                plain_status(code::INTERNAL, &e.to_string()),
+            )
+        })?,
+    };
+    Ok((
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(encoding.content_type()),
+        )],
+        body,
+    )
+        .into_response())
 }

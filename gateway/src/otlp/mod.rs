@@ -2,7 +2,11 @@
 //! front ends that call it.
 
 pub mod convert;
+pub mod grpc;
 pub mod http;
+pub mod logs;
+pub mod metrics;
+pub mod rebuild;
 pub mod traces;
 
 use arrow::array::RecordBatch;
@@ -13,6 +17,95 @@ use tarn_lakehouse::schema::TableKind;
 use tarn_proto::otlp::resource::v1::Resource;
 
 use self::convert::{ResourceProcess, append_process_row};
+use tarn_proto::otlp::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use tarn_proto::otlp::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use tarn_proto::otlp::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+
+/// One OTLP signal's export call: its messages and its normalization.
+pub trait Export: Send + Sync + 'static {
+    type Request: prost::Message + Default + serde::de::DeserializeOwned + Send + 'static;
+    type Response: prost::Message + serde::Serialize + Send + 'static;
+    /// The request message's name, for error messages.
+    const REQUEST_NAME: &'static str;
+    fn normalize(request: &Self::Request, now_nanos: i64) -> Normalized;
+    /// The response: full success, or partial success naming the rejected records.
+    fn response(rejections: &Rejections) -> Self::Response;
+}
+
+/// `TraceService/Export`.
+#[derive(Debug)]
+pub struct Traces;
+
+/// `LogsService/Export`.
+#[derive(Debug)]
+pub struct Logs;
+
+/// `MetricsService/Export`.
+#[derive(Debug)]
+pub struct Metrics;
+
+impl Export for Traces {
+    type Request = ExportTraceServiceRequest;
+    type Response = ExportTraceServiceResponse;
+    const REQUEST_NAME: &'static str = "ExportTraceServiceRequest";
+
+    fn normalize(request: &Self::Request, now_nanos: i64) -> Normalized {
+        traces::normalize(request, now_nanos)
+    }
+
+    fn response(rejections: &Rejections) -> Self::Response {
+        ExportTraceServiceResponse {
+            partial_success: (rejections.count > 0).then(|| ExportTracePartialSuccess {
+                rejected_spans: rejections.count,
+                error_message: rejections.summary(),
+            }),
+        }
+    }
+}
+
+impl Export for Logs {
+    type Request = ExportLogsServiceRequest;
+    type Response = ExportLogsServiceResponse;
+    const REQUEST_NAME: &'static str = "ExportLogsServiceRequest";
+
+    fn normalize(request: &Self::Request, now_nanos: i64) -> Normalized {
+        logs::normalize(request, now_nanos)
+    }
+
+    fn response(rejections: &Rejections) -> Self::Response {
+        ExportLogsServiceResponse {
+            partial_success: (rejections.count > 0).then(|| ExportLogsPartialSuccess {
+                rejected_log_records: rejections.count,
+                error_message: rejections.summary(),
+            }),
+        }
+    }
+}
+
+impl Export for Metrics {
+    type Request = ExportMetricsServiceRequest;
+    type Response = ExportMetricsServiceResponse;
+    const REQUEST_NAME: &'static str = "ExportMetricsServiceRequest";
+
+    fn normalize(request: &Self::Request, now_nanos: i64) -> Normalized {
+        metrics::normalize(request, now_nanos)
+    }
+
+    fn response(rejections: &Rejections) -> Self::Response {
+        ExportMetricsServiceResponse {
+            partial_success: (rejections.count > 0).then(|| ExportMetricsPartialSuccess {
+                rejected_data_points: rejections.count,
+                error_message: rejections.summary(),
+            }),
+        }
+    }
+}
 
 /// Records left out of an export because they were invalid (OTLP partial success).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

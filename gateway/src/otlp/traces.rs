@@ -4,7 +4,7 @@ use tarn_lakehouse::rows::{SpansBuilder, append_opt_str};
 use tarn_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use tarn_proto::otlp::trace::v1::Span;
 
-use super::convert::{Signal, append_attributes, hex, resource_process, valid_id};
+use super::convert::{Signal, append_attributes, append_scope, hex, resource_process, valid_id};
 use super::{Normalized, Rejections};
 
 /// Why a span is rejected, or `None` when it is valid.
@@ -107,24 +107,7 @@ pub fn normalize(request: &ExportTraceServiceRequest, now_nanos: i64) -> Normali
                 spans
                     .dropped_links_count
                     .append_value(i64::from(span.dropped_links_count));
-                match scope {
-                    Some(scope) => {
-                        append_opt_str(&mut spans.scope.name, Some(&scope.name));
-                        append_opt_str(&mut spans.scope.version, Some(&scope.version));
-                        append_attributes(&mut spans.scope.properties, &scope.attributes);
-                        spans
-                            .scope
-                            .dropped_properties_count
-                            .append_value(i64::from(scope.dropped_attributes_count));
-                    }
-                    None => {
-                        spans.scope.name.append_null();
-                        spans.scope.version.append_null();
-                        spans.scope.properties.finish_row();
-                        spans.scope.dropped_properties_count.append_null();
-                    }
-                }
-                append_opt_str(&mut spans.scope.schema_url, Some(&scope_spans.schema_url));
+                append_scope(&mut spans.scope, scope, &scope_spans.schema_url);
             }
         }
         if kept_any {

@@ -24,11 +24,15 @@ pub struct ServerConfig {
 #[derive(Debug)]
 pub struct Server {
     child: Option<Child>,
+    pub otlp_grpc: SocketAddr,
+    pub native: SocketAddr,
     pub otlp_http: SocketAddr,
     pub flightsql: SocketAddr,
     /// Milliseconds from start to ready, as the server reports it.
     pub startup_ms: u64,
     stderr_path: PathBuf,
+    /// A data directory this server owns, removed after the server is gone.
+    _temp: Option<tempfile::TempDir>,
 }
 
 fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
@@ -50,7 +54,16 @@ impl Server {
             .arg("serve")
             .arg("--data-dir")
             .arg(&config.data_dir)
-            .args(["--otlp-http-port", "0", "--flightsql-port", "0"])
+            .args([
+                "--otlp-grpc-port",
+                "0",
+                "--otlp-http-port",
+                "0",
+                "--native-port",
+                "0",
+                "--flightsql-port",
+                "0",
+            ])
             .args(&config.extra_args)
             .env_remove("TARN_CATALOG")
             .env_remove("TARN_OBJECT_STORE")
@@ -81,12 +94,27 @@ impl Server {
             }
         };
         Server {
+            otlp_grpc: field(&line, "otlp_grpc").unwrap().parse().unwrap(),
+            native: field(&line, "native").unwrap().parse().unwrap(),
             otlp_http: field(&line, "otlp_http").unwrap().parse().unwrap(),
             flightsql: field(&line, "flightsql").unwrap().parse().unwrap(),
             startup_ms: field(&line, "startup_ms").unwrap().parse().unwrap(),
             child: Some(child),
             stderr_path,
+            _temp: None,
         }
+    }
+
+    /// A server on a fresh temporary data directory it owns.
+    pub fn start_temp(extra_args: &[&str]) -> Server {
+        let temp = temp_dir();
+        let mut server = Server::start(&ServerConfig {
+            data_dir: data_dir(&temp),
+            extra_args: extra_args.iter().map(|arg| (*arg).to_owned()).collect(),
+            ..Default::default()
+        });
+        server._temp = Some(temp);
+        server
     }
 
     /// The server's log so far.
@@ -122,6 +150,7 @@ impl Server {
     }
 
     /// POSTs a body; returns status, content type and body.
+    /// POSTs a body to the OTLP/HTTP port; returns status, headers and body.
     pub async fn post(
         &self,
         path: &str,
@@ -129,23 +158,24 @@ impl Server {
         encoding: Option<&str>,
         body: Vec<u8>,
     ) -> Response {
-        let client = reqwest::Client::new();
-        let mut request = client
-            .post(self.url(path))
-            .header("content-type", content_type)
-            .body(body);
-        if let Some(encoding) = encoding {
-            request = request.header("content-encoding", encoding);
-        }
-        let response = request.send().await.expect("request sent");
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response.bytes().await.unwrap().to_vec();
-        Response {
-            status,
-            headers,
+        post_to(&self.url(path), content_type, encoding, body).await
+    }
+
+    /// POSTs a body to the native port.
+    pub async fn post_native(
+        &self,
+        path: &str,
+        content_type: &str,
+        encoding: Option<&str>,
+        body: Vec<u8>,
+    ) -> Response {
+        post_to(
+            &format!("http://{}{path}", self.native),
+            content_type,
+            encoding,
             body,
-        }
+        )
+        .await
     }
 
     pub async fn flight_client(&self) -> FlightSqlServiceClient<tonic::transport::Channel> {
@@ -195,6 +225,32 @@ pub struct Response {
     pub status: u16,
     pub headers: reqwest::header::HeaderMap,
     pub body: Vec<u8>,
+}
+
+/// POSTs a body; returns status, headers and body.
+pub async fn post_to(
+    url: &str,
+    content_type: &str,
+    encoding: Option<&str>,
+    body: Vec<u8>,
+) -> Response {
+    let client = reqwest::Client::new();
+    let mut request = client
+        .post(url)
+        .header("content-type", content_type)
+        .body(body);
+    if let Some(encoding) = encoding {
+        request = request.header("content-encoding", encoding);
+    }
+    let response = request.send().await.expect("request sent");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.unwrap().to_vec();
+    Response {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// A fresh PostgreSQL database for one test, or `None` (with the reason printed) when no

@@ -1,6 +1,9 @@
 //! End-to-end tests: the real `tarn` binary, real sockets, real storage.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod compat;
 mod harness;
+mod lossless;
 mod otlp_data;
+mod protocols;
 mod traces;

@@ -1,0 +1,452 @@
+//! Compatibility with real OTLP exporters we did not write: the OpenTelemetry Python SDK
+//! (gRPC, HTTP/protobuf and HTTP/JSON exporters) and the JS SDK (HTTP/JSON), installed at
+//! the pinned versions in `compat-tests/`. Each test checks, through FlightSQL, that what
+//! the exporter sent is in the tables, field by field.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::compute::concat_batches;
+use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type};
+
+use crate::harness::Server;
+
+fn compat_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../compat-tests")
+        .join(name)
+}
+
+fn cache_dir() -> PathBuf {
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/tmp".into());
+    Path::new(&home).join(".cache/tarn/compat")
+}
+
+/// FNV-1a of some files: names a cached environment after what it was built from.
+fn fingerprint(files: &[PathBuf]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for file in files {
+        for byte in std::fs::read(file).unwrap() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
+/// Whether a tool runs; when it does not, the test fails under CI=true and is skipped
+/// (with the reason printed) elsewhere.
+fn have(tool: &str, version_arg: &str) -> bool {
+    let found = Command::new(tool)
+        .arg(version_arg)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{tool} is required under CI=true");
+        }
+        eprintln!("SKIPPED: {tool} is not installed");
+    }
+    found
+}
+
+fn run(command: &mut Command) -> String {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed:\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The Python interpreter of a virtualenv with `compat-tests/otlp-python/requirements.txt`
+/// installed (made once, cached by the file's fingerprint).
+fn python() -> Option<PathBuf> {
+    static PYTHON: OnceLock<Option<PathBuf>> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            if !have("python3", "--version") {
+                return None;
+            }
+            let requirements = compat_dir("otlp-python").join("requirements.txt");
+            let venv = cache_dir().join(format!(
+                "otlp-python-{}",
+                fingerprint(std::slice::from_ref(&requirements))
+            ));
+            let python = venv.join("bin/python");
+            if !venv.join(".complete").exists() {
+                std::fs::remove_dir_all(&venv).ok();
+                run(Command::new("python3").arg("-m").arg("venv").arg(&venv));
+                run(Command::new(&python)
+                    .args([
+                        "-m",
+                        "pip",
+                        "install",
+                        "--quiet",
+                        "--disable-pip-version-check",
+                        "-r",
+                    ])
+                    .arg(&requirements));
+                std::fs::write(venv.join(".complete"), b"").unwrap();
+            }
+            Some(python)
+        })
+        .clone()
+}
+
+/// A directory with `compat-tests/otlp-js` and its locked `node_modules` (made once).
+fn node_project() -> Option<PathBuf> {
+    static PROJECT: OnceLock<Option<PathBuf>> = OnceLock::new();
+    PROJECT
+        .get_or_init(|| {
+            if !have("node", "--version") || !have("npm", "--version") {
+                return None;
+            }
+            let source = compat_dir("otlp-js");
+            let files =
+                ["package.json", "package-lock.json", "send.mjs"].map(|name| source.join(name));
+            let project = cache_dir().join(format!("otlp-js-{}", fingerprint(&files)));
+            if !project.join(".complete").exists() {
+                std::fs::remove_dir_all(&project).ok();
+                std::fs::create_dir_all(&project).unwrap();
+                for file in &files {
+                    std::fs::copy(file, project.join(file.file_name().unwrap())).unwrap();
+                }
+                run(Command::new("npm")
+                    .args(["ci", "--no-audit", "--no-fund"])
+                    .current_dir(&project));
+                std::fs::write(project.join(".complete"), b"").unwrap();
+            }
+            Some(project)
+        })
+        .clone()
+}
+
+fn one_batch(batches: &[RecordBatch]) -> RecordBatch {
+    assert!(!batches.is_empty(), "no result batches");
+    concat_batches(&batches[0].schema(), batches).unwrap()
+}
+
+fn strings(batch: &RecordBatch, column: &str) -> Vec<Option<String>> {
+    let array =
+        arrow::compute::cast(batch.column_by_name(column).unwrap(), &DataType::Utf8).unwrap();
+    array
+        .as_string::<i32>()
+        .iter()
+        .map(|v| v.map(str::to_owned))
+        .collect()
+}
+
+fn int64s(batch: &RecordBatch, column: &str) -> Vec<Option<i64>> {
+    batch
+        .column_by_name(column)
+        .unwrap()
+        .as_primitive::<Int64Type>()
+        .iter()
+        .collect()
+}
+
+fn int32s(batch: &RecordBatch, column: &str) -> Vec<Option<i32>> {
+    batch
+        .column_by_name(column)
+        .unwrap()
+        .as_primitive::<Int32Type>()
+        .iter()
+        .collect()
+}
+
+fn float64s(batch: &RecordBatch, column: &str) -> Vec<Option<f64>> {
+    batch
+        .column_by_name(column)
+        .unwrap()
+        .as_primitive::<Float64Type>()
+        .iter()
+        .collect()
+}
+
+fn sent(stdout: &str) -> serde_json::Value {
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("sender printed {stdout:?}: {e}"))
+}
+
+async fn python_sends(transport: &str, compression: Option<&str>) {
+    let Some(python) = python() else {
+        return;
+    };
+    let server = Server::start_temp(&[]);
+    let service = format!("py-{transport}-{}", compression.unwrap_or("plain"));
+    let endpoint = if transport == "grpc" {
+        format!("http://{}", server.otlp_grpc)
+    } else {
+        format!("http://{}", server.otlp_http)
+    };
+    let mut command = Command::new(&python);
+    command
+        .arg(compat_dir("otlp-python").join("send.py"))
+        .args([transport, &service])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+        .env("OTEL_EXPORTER_OTLP_TIMEOUT", "10")
+        .env_remove("OTEL_EXPORTER_OTLP_HEADERS");
+    if let Some(compression) = compression {
+        command.env("OTEL_EXPORTER_OTLP_COMPRESSION", compression);
+    }
+    let sent = sent(&run(&mut command));
+    let trace_id = sent["trace_id"].as_str().unwrap();
+
+    let spans = one_batch(
+        &server
+            .query(&format!(
+                "SELECT name, trace_id, span_id, parent_span_id, kind, status_code, status_message, scope_name, \
+                 service_version, duration_ns, \
+                 properties['http.request.method']['str'] AS method, \
+                 properties['http.response.status_code']['int'] AS code, \
+                 properties['retry.ratio']['double'] AS ratio, \
+                 properties['cache.hit']['bool'] AS hit, \
+                 properties['tags']['json'] AS tags, \
+                 events[1]['name'] AS event \
+                 FROM spans WHERE service_name = '{service}' ORDER BY start_time_unix_nano"
+            ))
+            .await,
+    );
+    assert_eq!(
+        strings(&spans, "name"),
+        [Some("GET /orders".into()), Some("SELECT orders".into())]
+    );
+    assert_eq!(
+        strings(&spans, "trace_id"),
+        [Some(trace_id.into()), Some(trace_id.into())]
+    );
+    assert_eq!(
+        strings(&spans, "span_id")[0].as_deref(),
+        sent["root_span_id"].as_str()
+    );
+    assert_eq!(
+        strings(&spans, "parent_span_id")[1].as_deref(),
+        sent["root_span_id"].as_str()
+    );
+    assert_eq!(int32s(&spans, "kind"), [Some(2), Some(3)]);
+    assert_eq!(int32s(&spans, "status_code")[1], Some(2));
+    assert_eq!(
+        strings(&spans, "status_message")[1].as_deref(),
+        Some("timeout")
+    );
+    assert_eq!(
+        strings(&spans, "scope_name")[0].as_deref(),
+        Some("compat.python")
+    );
+    assert_eq!(
+        strings(&spans, "service_version")[0].as_deref(),
+        Some("9.8.7")
+    );
+    assert_eq!(strings(&spans, "method")[0].as_deref(), Some("GET"));
+    assert_eq!(int64s(&spans, "code")[0], Some(200));
+    assert_eq!(float64s(&spans, "ratio")[0], Some(0.5));
+    let hits = spans.column_by_name("hit").unwrap().as_boolean();
+    assert!(hits.value(0));
+    assert_eq!(
+        strings(&spans, "tags")[0].as_deref(),
+        Some(r#"{"arrayValue":{"values":[{"stringValue":"a"},{"stringValue":"b"}]}}"#)
+    );
+    assert_eq!(strings(&spans, "event")[0].as_deref(), Some("order.loaded"));
+    assert!(
+        int64s(&spans, "duration_ns")
+            .iter()
+            .all(|d| d.is_some_and(|d| d > 0))
+    );
+
+    let logs = one_batch(
+        &server
+            .query(&format!(
+                "SELECT msg, level, severity_number, target, properties['disk.free_bytes']['int'] AS free \
+                 FROM log_entries WHERE service_name = '{service}' ORDER BY time_unix_nano"
+            ))
+            .await,
+    );
+    assert_eq!(
+        strings(&logs, "msg"),
+        [
+            Some("disk almost full".into()),
+            Some("payment failed: card declined".into())
+        ]
+    );
+    assert_eq!(int32s(&logs, "level"), [Some(3), Some(2)]);
+    assert_eq!(int32s(&logs, "severity_number"), [Some(13), Some(17)]);
+    assert_eq!(
+        strings(&logs, "target")[0].as_deref(),
+        Some("compat.python.logs")
+    );
+    assert_eq!(int64s(&logs, "free")[0], Some(1024));
+
+    let measures = one_batch(
+        &server
+            .query(&format!(
+                "SELECT name, metric_type, value, int_value, is_monotonic, aggregation_temporality, unit, \
+                 properties['route']['str'] AS route FROM measures WHERE service_name = '{service}' ORDER BY name"
+            ))
+            .await,
+    );
+    assert_eq!(
+        strings(&measures, "name"),
+        [Some("py.requests".into()), Some("py.temperature".into())]
+    );
+    assert_eq!(
+        strings(&measures, "metric_type"),
+        [Some("sum".into()), Some("gauge".into())]
+    );
+    assert_eq!(int64s(&measures, "int_value")[0], Some(7));
+    assert_eq!(float64s(&measures, "value")[1], Some(21.5));
+    assert_eq!(int32s(&measures, "aggregation_temporality")[0], Some(2));
+    assert!(
+        measures
+            .column_by_name("is_monotonic")
+            .unwrap()
+            .as_boolean()
+            .value(0)
+    );
+    assert_eq!(strings(&measures, "route")[0].as_deref(), Some("/a"));
+
+    let histograms = one_batch(
+        &server
+            .query(&format!(
+                "SELECT name, metric_type, count, sum, min, max, scale FROM histograms \
+                 WHERE service_name = '{service}' ORDER BY name"
+            ))
+            .await,
+    );
+    assert_eq!(
+        strings(&histograms, "name"),
+        [Some("py.latency".into()), Some("py.sizes".into())]
+    );
+    assert_eq!(
+        strings(&histograms, "metric_type"),
+        [
+            Some("histogram".into()),
+            Some("exponential_histogram".into())
+        ]
+    );
+    assert_eq!(int64s(&histograms, "count"), [Some(3), Some(5)]);
+    assert_eq!(float64s(&histograms, "sum"), [Some(170.0), Some(1039.0)]);
+    assert_eq!(float64s(&histograms, "min")[0], Some(5.0));
+    assert_eq!(float64s(&histograms, "max")[0], Some(150.0));
+    assert!(int32s(&histograms, "scale")[1].is_some());
+
+    let processes = one_batch(
+        &server
+            .query(&format!(
+                "SELECT properties['deployment.environment']['str'] AS env, source FROM processes \
+                 WHERE service_name = '{service}'"
+            ))
+            .await,
+    );
+    assert_eq!(strings(&processes, "env"), [Some("compat".into())]);
+}
+
+#[tokio::test]
+async fn python_sdk_over_grpc() {
+    python_sends("grpc", None).await;
+}
+
+#[tokio::test]
+async fn python_sdk_over_grpc_gzip() {
+    python_sends("grpc", Some("gzip")).await;
+}
+
+#[tokio::test]
+async fn python_sdk_over_http_protobuf() {
+    python_sends("http-protobuf", None).await;
+}
+
+#[tokio::test]
+async fn python_sdk_over_http_protobuf_gzip() {
+    python_sends("http-protobuf", Some("gzip")).await;
+}
+
+#[tokio::test]
+async fn python_sdk_over_http_json() {
+    python_sends("http-json", None).await;
+}
+
+#[tokio::test]
+async fn js_sdk_over_http_json() {
+    let Some(project) = node_project() else {
+        return;
+    };
+    let server = Server::start_temp(&[]);
+    let sent = sent(&run(Command::new("node")
+        .arg(project.join("send.mjs"))
+        .arg(format!("http://{}", server.otlp_http))
+        .arg("js-svc")
+        .current_dir(&project)));
+    let trace_id = sent["trace_id"].as_str().unwrap();
+    let spans = one_batch(
+        &server
+            .query(
+                "SELECT name, trace_id, kind, status_code, status_message, service_version, \
+                 properties['http.response.status_code']['int'] AS code, properties['js.ratio']['double'] AS ratio, \
+                 properties['js.flag']['bool'] AS flag, events[1]['name'] AS event \
+                 FROM spans WHERE service_name = 'js-svc' ORDER BY kind DESC",
+            )
+            .await,
+    );
+    assert_eq!(
+        strings(&spans, "name"),
+        [Some("charge card".into()), Some("POST /pay".into())]
+    );
+    assert_eq!(
+        strings(&spans, "trace_id"),
+        [Some(trace_id.into()), Some(trace_id.into())]
+    );
+    assert_eq!(int32s(&spans, "status_code")[0], Some(2));
+    assert_eq!(
+        strings(&spans, "status_message")[0].as_deref(),
+        Some("declined")
+    );
+    assert_eq!(int64s(&spans, "code")[1], Some(201));
+    assert_eq!(float64s(&spans, "ratio")[1], Some(0.25));
+    assert!(!spans.column_by_name("flag").unwrap().as_boolean().value(1));
+    assert_eq!(
+        strings(&spans, "event")[1].as_deref(),
+        Some("payment.started")
+    );
+    assert_eq!(
+        strings(&spans, "service_version")[0].as_deref(),
+        Some("3.2.1")
+    );
+
+    let logs = one_batch(
+        &server
+            .query(
+                "SELECT msg, level, body['json'] AS body, properties['queue.length']['int'] AS length \
+                 FROM log_entries WHERE service_name = 'js-svc' ORDER BY severity_number DESC",
+            )
+            .await,
+    );
+    assert_eq!(strings(&logs, "msg")[0].as_deref(), Some("queue is long"));
+    assert_eq!(int64s(&logs, "length")[0], Some(99));
+    let structured = strings(&logs, "body")[1].clone().unwrap();
+    assert!(
+        structured.contains("kvlistValue") && structured.contains("structured"),
+        "{structured}"
+    );
+
+    let measures = one_batch(
+        &server
+            .query("SELECT name, value FROM measures WHERE service_name = 'js-svc'")
+            .await,
+    );
+    assert_eq!(strings(&measures, "name"), [Some("js.requests".into())]);
+    assert_eq!(float64s(&measures, "value"), [Some(5.0)]);
+    let histograms = one_batch(
+        &server
+            .query("SELECT name, count, sum FROM histograms WHERE service_name = 'js-svc'")
+            .await,
+    );
+    assert_eq!(int64s(&histograms, "count"), [Some(1)]);
+    assert_eq!(float64s(&histograms, "sum"), [Some(12.0)]);
+}
