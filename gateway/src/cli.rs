@@ -21,13 +21,17 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run one SQL query against a FlightSQL endpoint and print the result.
     Query(QueryArgs),
+    /// Drive OTLP load at a gateway, measure it, and check nothing acknowledged is lost.
+    Load(crate::load::LoadArgs),
+    /// Run one maintenance pass: retention, compaction, checkpoints, vacuum.
+    Maintain(MaintainArgs),
 }
 
-/// Options of `tarn serve`. Every flag has a `TARN_*` variable; the Micromegas variables
-/// named in each help text are honoured too.
+/// Where the lake and its catalog are (shared by `serve` and `maintain`).
 #[derive(Debug, Clone, Args)]
-pub struct ServeArgs {
-    /// Directory for local state: the embedded catalog and, by default, the lake.
+pub struct LakeArgs {
+    /// Directory for local state: the embedded catalog, the write-ahead log and, by
+    /// default, the lake.
     #[arg(long, env = "TARN_DATA_DIR", default_value = "./tarn-data")]
     pub data_dir: PathBuf,
 
@@ -40,6 +44,98 @@ pub struct ServeArgs {
     /// <data-dir>/catalog.db. Also MICROMEGAS_SQL_CONNECTION_STRING.
     #[arg(long, env = "TARN_CATALOG")]
     pub catalog: Option<String>,
+}
+
+/// Maintenance settings (shared by `serve`, which runs them in the background, and
+/// `maintain`).
+#[derive(Debug, Clone, Args)]
+pub struct MaintenanceArgs {
+    /// Compaction's target file size, in bytes.
+    #[arg(long, env = "TARN_TARGET_FILE_BYTES", default_value_t = 128 * 1024 * 1024)]
+    pub target_file_bytes: u64,
+
+    /// Files smaller than this are compacted, in bytes.
+    #[arg(long, env = "TARN_SMALL_FILE_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub small_file_bytes: u64,
+
+    /// Hours an unreferenced file is kept before vacuum deletes it.
+    #[arg(long, env = "TARN_VACUUM_GRACE_HOURS", default_value_t = 24.0)]
+    pub vacuum_grace_hours: f64,
+
+    /// Retention per table in days, e.g. `spans=7,log_entries=30`; `all=N` for every
+    /// data table. Tables not named keep everything.
+    #[arg(long, env = "TARN_RETENTION", default_value = "")]
+    pub retention: String,
+}
+
+impl MaintenanceArgs {
+    /// The maintenance options these flags describe.
+    pub fn options(&self) -> anyhow::Result<tarn_lakehouse::maintain::MaintainOptions> {
+        use tarn_lakehouse::schema::TableKind;
+        let mut retention_days = std::collections::BTreeMap::new();
+        for item in self
+            .retention
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+        {
+            let (name, days) = item
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("bad retention {item:?}: use table=days"))?;
+            let days: u32 = days
+                .trim()
+                .parse()
+                .map_err(|e| anyhow::anyhow!("bad retention days in {item:?}: {e}"))?;
+            if name.trim() == "all" {
+                for kind in [
+                    TableKind::Spans,
+                    TableKind::LogEntries,
+                    TableKind::Measures,
+                    TableKind::Histograms,
+                ] {
+                    retention_days.insert(kind, days);
+                }
+            } else {
+                let kind = TableKind::from_name(name.trim())
+                    .ok_or_else(|| anyhow::anyhow!("no table {name:?}"))?;
+                retention_days.insert(kind, days);
+            }
+        }
+        if !(self.vacuum_grace_hours.is_finite() && self.vacuum_grace_hours >= 0.0) {
+            anyhow::bail!("--vacuum-grace-hours must be a number of hours");
+        }
+        Ok(tarn_lakehouse::maintain::MaintainOptions {
+            target_file_bytes: self.target_file_bytes,
+            small_file_bytes: self.small_file_bytes,
+            vacuum_grace: std::time::Duration::from_secs_f64(self.vacuum_grace_hours * 3600.0),
+            retention_days,
+        })
+    }
+}
+
+/// Options of `tarn maintain`.
+#[derive(Debug, Clone, Args)]
+pub struct MaintainArgs {
+    #[command(flatten)]
+    pub lake: LakeArgs,
+
+    #[command(flatten)]
+    pub maintenance: MaintenanceArgs,
+}
+
+/// Options of `tarn serve`. Every flag has a `TARN_*` variable; the Micromegas variables
+/// named in each help text are honoured too.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub lake: LakeArgs,
+
+    #[command(flatten)]
+    pub maintenance: MaintenanceArgs,
+
+    /// Seconds between background maintenance passes (0 turns them off).
+    #[arg(long, env = "TARN_MAINTENANCE_INTERVAL_SECS", default_value_t = 300.0)]
+    pub maintenance_interval_secs: f64,
 
     /// Address every listener binds.
     #[arg(long, env = "TARN_LISTEN", default_value = "127.0.0.1")]
@@ -93,6 +189,22 @@ pub struct ServeArgs {
     #[arg(long, env = "TARN_MAX_WAL_BYTES", default_value_t = 8 * 1024 * 1024 * 1024)]
     pub max_wal_bytes: u64,
 
+    /// Memory one query's operators may hold, in bytes (sorts and joins spill or fail past it).
+    #[arg(long, env = "TARN_QUERY_MEMORY_BYTES", default_value_t = 2 * 1024 * 1024 * 1024)]
+    pub query_memory_bytes: usize,
+
+    /// Seconds one query may run.
+    #[arg(long, env = "TARN_QUERY_TIMEOUT_SECS", default_value_t = 300.0)]
+    pub query_timeout_secs: f64,
+
+    /// Rows one query may return.
+    #[arg(long, env = "TARN_QUERY_MAX_ROWS", default_value_t = 50_000_000)]
+    pub query_max_rows: usize,
+
+    /// Threads of the query runtime (apart from the ingest runtime); 0: one per core.
+    #[arg(long, env = "TARN_QUERY_THREADS", default_value_t = 0)]
+    pub query_threads: usize,
+
     /// Allow binding a non-loopback address without authentication.
     #[arg(long, env = "TARN_INSECURE_NO_AUTH")]
     pub insecure_no_auth: bool,
@@ -141,5 +253,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => crate::serve::run(args),
         Command::Query(args) => crate::query::run(args),
+        Command::Load(args) => crate::load::run(args),
+        Command::Maintain(args) => crate::serve::maintain(args),
     }
 }

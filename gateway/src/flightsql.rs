@@ -24,11 +24,10 @@ use arrow_flight::{
     Action, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, IpcMessage, SchemaAsIpc,
     Ticket,
 };
-use datafusion::execution::SendableRecordBatchStream;
 use futures::{Stream, TryStreamExt};
 use prost::Message;
 use tarn_lakehouse::error::Error as LakeError;
-use tarn_lakehouse::query::{QueryEngine, from_datafusion};
+use tarn_lakehouse::query::{QueryEngine, QueryOptions, TimeRange, from_datafusion};
 use tonic::{Request, Response, Status};
 
 type DoGetStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
@@ -65,15 +64,13 @@ fn flight_info<M: ProstMessageExt>(
         .with_descriptor(descriptor))
 }
 
-fn record_batches_to_flight(stream: SendableRecordBatchStream) -> DoGetStream {
-    let schema = stream.schema();
-    let batches = stream.map_err(|e| FlightError::Tonic(Box::new(status_of(from_datafusion(e)))));
-    Box::pin(
-        FlightDataEncoderBuilder::new()
-            .with_schema(schema)
-            .build(batches)
-            .map_err(Status::from),
-    )
+/// The batches a query task sends, as a stream.
+fn tokio_stream_of(
+    receiver: tokio::sync::mpsc::Receiver<datafusion::error::Result<arrow::array::RecordBatch>>,
+) -> impl Stream<Item = datafusion::error::Result<arrow::array::RecordBatch>> + Send + 'static {
+    futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|item| (item, receiver))
+    })
 }
 
 fn one_batch(
@@ -88,11 +85,40 @@ fn one_batch(
     )
 }
 
+/// Budgets every query runs within.
+#[derive(Debug, Clone, Default)]
+pub struct QueryLimits {
+    pub memory_bytes: Option<usize>,
+    pub timeout: Option<std::time::Duration>,
+    pub max_rows: Option<usize>,
+}
+
+/// The time range a client asks for in `query_range_begin` / `query_range_end`; a
+/// missing end is open (the `micromegas` client sends only a begin for "since").
+fn time_range<T>(request: &Request<T>) -> Result<Option<TimeRange>, Status> {
+    let header = |name: &str| {
+        request
+            .metadata()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+    };
+    match (header("query_range_begin"), header("query_range_end")) {
+        (None, None) => Ok(None),
+        (begin, end) => TimeRange::parse_open(begin.as_deref(), end.as_deref())
+            .map(Some)
+            .map_err(status_of),
+    }
+}
+
 /// The FlightSQL service.
 #[derive(Clone)]
 pub struct TarnFlightSql {
     engine: QueryEngine,
     sql_info: Arc<SqlInfoData>,
+    limits: QueryLimits,
+    /// Queries run here, apart from the ingest runtime, so heavy SQL cannot stall ingest.
+    runtime: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for TarnFlightSql {
@@ -104,7 +130,11 @@ impl std::fmt::Debug for TarnFlightSql {
 }
 
 impl TarnFlightSql {
-    pub fn new(engine: QueryEngine) -> Result<TarnFlightSql, FlightError> {
+    pub fn new(
+        engine: QueryEngine,
+        limits: QueryLimits,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<TarnFlightSql, FlightError> {
         let mut info = SqlInfoDataBuilder::new();
         info.append(SqlInfo::FlightSqlServerName, "tarn");
         info.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
@@ -117,6 +147,8 @@ impl TarnFlightSql {
         Ok(TarnFlightSql {
             engine,
             sql_info: Arc::new(info.build()?),
+            limits,
+            runtime,
         })
     }
 
@@ -127,13 +159,62 @@ impl TarnFlightSql {
             .max_encoding_message_size(64 * 1024 * 1024)
     }
 
-    async fn schema_of(&self, sql: &str) -> Result<arrow::datatypes::SchemaRef, Status> {
-        self.engine.schema(sql).await.map_err(status_of)
+    async fn schema_of(
+        &self,
+        sql: &str,
+        range: Option<TimeRange>,
+    ) -> Result<arrow::datatypes::SchemaRef, Status> {
+        let engine = self.engine.clone();
+        let sql = sql.to_owned();
+        self.runtime
+            .spawn(async move { engine.schema(&sql, range).await })
+            .await
+            .map_err(|e| Status::internal(format!("planning task failed: {e}")))?
+            .map_err(status_of)
     }
 
-    async fn run(&self, sql: &str) -> Result<DoGetStream, Status> {
-        let stream = self.engine.execute(sql).await.map_err(status_of)?;
-        Ok(record_batches_to_flight(stream))
+    /// Runs `sql` on the query runtime and streams its batches back; dropping the stream
+    /// (the client went away) stops the query.
+    async fn run(&self, sql: &str, range: Option<TimeRange>) -> Result<DoGetStream, Status> {
+        let engine = self.engine.clone();
+        let sql = sql.to_owned();
+        let options = QueryOptions {
+            range,
+            memory_limit: self.limits.memory_bytes,
+            timeout: self.limits.timeout,
+            max_rows: self.limits.max_rows,
+        };
+        let (started, ready) = tokio::sync::oneshot::channel();
+        let (sender, receiver) = tokio::sync::mpsc::channel(2);
+        self.runtime.spawn(async move {
+            match engine.execute(&sql, &options).await {
+                Err(error) => {
+                    let _gone = started.send(Err(error));
+                }
+                Ok(mut stream) => {
+                    if started.send(Ok(stream.schema())).is_err() {
+                        return;
+                    }
+                    while let Some(batch) = futures::StreamExt::next(&mut stream).await {
+                        if sender.send(batch).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        let schema = ready
+            .await
+            .map_err(|_| Status::internal("query task ended early"))?
+            .map_err(status_of)?;
+        let batches = tokio_stream_of(receiver)
+            .map_err(|e| FlightError::Tonic(Box::new(status_of(from_datafusion(e)))));
+        Ok(Box::pin(
+            FlightDataEncoderBuilder::new()
+                .with_schema(schema)
+                .build(batches)
+                .map_err(Status::from),
+        ))
     }
 }
 
@@ -146,7 +227,7 @@ impl FlightSqlService for TarnFlightSql {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = self.schema_of(&query.query).await?;
+        let schema = self.schema_of(&query.query, time_range(&request)?).await?;
         let ticket = TicketStatementQuery {
             statement_handle: query.query.into_bytes().into(),
         };
@@ -160,18 +241,18 @@ impl FlightSqlService for TarnFlightSql {
     async fn do_get_statement(
         &self,
         ticket: TicketStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let sql = utf8(&ticket.statement_handle)?;
-        Ok(Response::new(self.run(sql).await?))
+        Ok(Response::new(self.run(sql, time_range(&request)?).await?))
     }
 
     async fn do_action_create_prepared_statement(
         &self,
         query: ActionCreatePreparedStatementRequest,
-        _request: Request<Action>,
+        request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let schema = self.schema_of(&query.query).await?;
+        let schema = self.schema_of(&query.query, time_range(&request)?).await?;
         let IpcMessage(dataset_schema) =
             IpcMessage::try_from(SchemaAsIpc::new(&schema, &IpcWriteOptions::default()))
                 .map_err(|e| Status::internal(format!("encoding schema: {e}")))?;
@@ -188,7 +269,10 @@ impl FlightSqlService for TarnFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = self
-            .schema_of(utf8(&command.prepared_statement_handle)?)
+            .schema_of(
+                utf8(&command.prepared_statement_handle)?,
+                time_range(&request)?,
+            )
             .await?;
         let ticket = TicketStatementQuery {
             statement_handle: command.prepared_statement_handle.clone(),
@@ -203,10 +287,10 @@ impl FlightSqlService for TarnFlightSql {
     async fn do_get_prepared_statement(
         &self,
         command: CommandPreparedStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let sql = utf8(&command.prepared_statement_handle)?;
-        Ok(Response::new(self.run(sql).await?))
+        Ok(Response::new(self.run(sql, time_range(&request)?).await?))
     }
 
     async fn do_action_close_prepared_statement(
@@ -259,7 +343,7 @@ impl FlightSqlService for TarnFlightSql {
         query: CommandGetCatalogs,
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let ctx = self.engine.context().await.map_err(status_of)?;
+        let ctx = self.engine.context(None).await.map_err(status_of)?;
         let mut builder = query.into_builder();
         for catalog in ctx.catalog_names() {
             builder.append(catalog);
@@ -286,7 +370,7 @@ impl FlightSqlService for TarnFlightSql {
         query: CommandGetDbSchemas,
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let ctx = self.engine.context().await.map_err(status_of)?;
+        let ctx = self.engine.context(None).await.map_err(status_of)?;
         let mut builder = query.into_builder();
         for catalog_name in ctx.catalog_names() {
             if let Some(catalog) = ctx.catalog(&catalog_name) {
@@ -317,7 +401,7 @@ impl FlightSqlService for TarnFlightSql {
         query: CommandGetTables,
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let ctx = self.engine.context().await.map_err(status_of)?;
+        let ctx = self.engine.context(None).await.map_err(status_of)?;
         let mut builder = query.into_builder();
         for catalog_name in ctx.catalog_names() {
             let Some(catalog) = ctx.catalog(&catalog_name) else {
@@ -377,6 +461,19 @@ impl FlightSqlService for TarnFlightSql {
         builder.append("VIEW");
         let schema = builder.schema();
         Ok(Response::new(one_batch(schema, builder.build())))
+    }
+
+    async fn do_action_fallback(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
+        match request.get_ref().r#type.as_str() {
+            // Sessions hold nothing here (statements are their SQL): closing one succeeds.
+            "CloseSession" => Ok(Response::new(Box::pin(futures::stream::empty()))),
+            other => Err(Status::unimplemented(format!(
+                "action {other} is not supported"
+            ))),
+        }
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}

@@ -53,12 +53,19 @@ impl From<LakeError> for IngestError {
     }
 }
 
+/// What [`Ingestor::novelty`] looks up.
+#[derive(Debug, Clone, Copy)]
+enum Entity {
+    Process,
+    Stream,
+}
+
 /// Takes normalized rows and makes them durable.
 #[derive(Debug)]
 pub struct Ingestor {
     lake: Arc<Lakehouse>,
-    /// Processes this gateway knows are in the catalog and in `processes`.
-    known_processes: Mutex<HashSet<String>>,
+    /// Process and stream ids this gateway knows are in the catalog and in the tables.
+    known: Mutex<HashSet<String>>,
     /// Bytes of requests being decoded, normalized or written right now.
     inflight_bytes: AtomicUsize,
     max_inflight_bytes: usize,
@@ -88,7 +95,7 @@ impl Ingestor {
     pub fn new(lake: Arc<Lakehouse>, max_inflight_bytes: usize) -> Ingestor {
         Ingestor {
             lake,
-            known_processes: Mutex::new(HashSet::new()),
+            known: Mutex::new(HashSet::new()),
             inflight_bytes: AtomicUsize::new(0),
             max_inflight_bytes,
         }
@@ -126,65 +133,107 @@ impl Ingestor {
         }
     }
 
-    fn is_known(&self, process_id: &str) -> bool {
-        self.known_processes
+    fn is_known(&self, key: &str) -> bool {
+        self.known
             .lock()
-            .map(|known| known.contains(process_id))
+            .map(|known| known.contains(key))
             .unwrap_or(false)
     }
 
-    fn remember(&self, process_id: &str) {
-        if let Ok(mut known) = self.known_processes.lock() {
-            known.insert(process_id.to_owned());
+    fn remember(&self, key: String) {
+        if let Ok(mut known) = self.known.lock() {
+            known.insert(key);
         }
+    }
+
+    /// Which of `keys` (process or stream ids) are new: neither remembered by this
+    /// gateway nor in the catalog.
+    async fn novelty(&self, keys: &[String], entity: Entity) -> Result<Vec<bool>, IngestError> {
+        let catalog = self.lake.catalog();
+        let mut new = Vec::with_capacity(keys.len());
+        for key in keys {
+            let is_new = if self.is_known(key) {
+                false
+            } else if match entity {
+                Entity::Process => catalog.process(key).await?.is_some(),
+                Entity::Stream => catalog.stream(key).await?.is_some(),
+            } {
+                self.remember(key.clone());
+                false
+            } else {
+                true
+            };
+            new.push(is_new);
+        }
+        Ok(new)
     }
 
     /// Writes the rows; returns the records rejected during normalization.
     ///
-    /// A process is written to `processes` together with the first rows that name it and
-    /// recorded in the catalog after they are durable: a crash in between writes the row
-    /// again on the retry (a duplicate, folded by compaction), never loses it.
+    /// A process (or stream) is written to `processes` (`streams`) together with the first
+    /// rows that name it and recorded in the catalog after they are durable: a crash in
+    /// between writes the row again on the retry (a duplicate, folded by compaction), never
+    /// loses it.
     pub async fn ingest(&self, mut normalized: Normalized) -> Result<Rejections, IngestError> {
-        let mut rows = Vec::with_capacity(normalized.batches.len() + 1);
+        let mut rows = Vec::with_capacity(normalized.batches.len() + 2);
         for (table, batch) in normalized.batches.drain(..) {
             let batch =
                 batch.map_err(|e| IngestError::Internal(format!("{}: {e}", table.name())))?;
             rows.push(TableRows { table, batch });
         }
         let catalog = self.lake.catalog();
-        let mut new_processes = Vec::new();
-        let mut keep = Vec::with_capacity(normalized.processes.len());
-        for process in &normalized.processes {
-            let is_new = if self.is_known(&process.process_id) {
-                false
-            } else if catalog.process(&process.process_id).await?.is_some() {
-                self.remember(&process.process_id);
-                false
-            } else {
-                true
-            };
-            keep.push(is_new);
-            if is_new {
-                new_processes.push(process);
-            }
-        }
-        if !new_processes.is_empty() {
+        let process_ids: Vec<String> = normalized
+            .processes
+            .iter()
+            .map(|p| p.process_id.clone())
+            .collect();
+        let new_processes = self.novelty(&process_ids, Entity::Process).await?;
+        let stream_ids: Vec<String> = normalized
+            .streams
+            .iter()
+            .map(|s| s.stream_id.clone())
+            .collect();
+        let new_streams = self.novelty(&stream_ids, Entity::Stream).await?;
+        if new_processes.iter().any(|new| *new) {
             let batch = normalized
                 .process_rows
                 .finish()
-                .and_then(|batch| filter_record_batch(&batch, &BooleanArray::from(keep)))
+                .and_then(|batch| {
+                    filter_record_batch(&batch, &BooleanArray::from(new_processes.clone()))
+                })
                 .map_err(|e| IngestError::Internal(format!("processes: {e}")))?;
             rows.push(TableRows {
                 table: TableKind::Processes,
                 batch,
             });
         }
+        if new_streams.iter().any(|new| *new) {
+            let batch = normalized
+                .stream_rows
+                .finish()
+                .and_then(|batch| {
+                    filter_record_batch(&batch, &BooleanArray::from(new_streams.clone()))
+                })
+                .map_err(|e| IngestError::Internal(format!("streams: {e}")))?;
+            rows.push(TableRows {
+                table: TableKind::Streams,
+                batch,
+            });
+        }
         if !rows.is_empty() {
             self.lake.writer().write(rows).await?;
         }
-        for process in new_processes {
-            catalog.record_process(process).await?;
-            self.remember(&process.process_id);
+        for (process, new) in normalized.processes.iter().zip(new_processes) {
+            if new {
+                catalog.record_process(process).await?;
+                self.remember(process.process_id.clone());
+            }
+        }
+        for (stream, new) in normalized.streams.iter().zip(new_streams) {
+            if new {
+                catalog.record_stream(stream).await?;
+                self.remember(stream.stream_id.clone());
+            }
         }
         Ok(normalized.rejections)
     }

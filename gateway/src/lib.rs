@@ -5,6 +5,7 @@ pub mod cli;
 pub mod clock;
 pub mod flightsql;
 pub mod ingest;
+pub mod load;
 pub mod otlp;
 pub mod query;
 pub mod serve;

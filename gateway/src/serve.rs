@@ -16,7 +16,7 @@ use tarn_lakehouse::{LakeConfig, Lakehouse};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::cli::ServeArgs;
+use crate::cli::{LakeArgs, MaintainArgs, ServeArgs};
 use crate::flightsql::TarnFlightSql;
 use crate::ingest::Ingestor;
 use crate::otlp;
@@ -34,7 +34,21 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(args)) {
+    let mut queries = tokio::runtime::Builder::new_multi_thread();
+    queries.enable_all().thread_name("tarn-query");
+    if args.query_threads > 0 {
+        queries.worker_threads(args.query_threads);
+    }
+    let queries = match queries.build() {
+        Ok(queries) => queries,
+        Err(error) => {
+            eprintln!("tarn serve: cannot start the query runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(serve(args, queries.handle().clone()));
+    queries.shutdown_background();
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("tarn serve: {error:#}");
@@ -73,8 +87,9 @@ fn url_from_path(path: &Path) -> anyhow::Result<String> {
     Ok(format!("file://{text}"))
 }
 
-/// Resolves the lake configuration from flags, `TARN_*` and the Micromegas variables.
-pub fn lake_config(args: &ServeArgs) -> anyhow::Result<LakeConfig> {
+/// Resolves the lake configuration from flags, `TARN_*` and the Micromegas variables
+/// (without a WAL: `serve` adds it).
+pub fn lake_config(args: &LakeArgs) -> anyhow::Result<LakeConfig> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data directory {}", args.data_dir.display()))?;
     let object_store_url = match args
@@ -96,24 +111,28 @@ pub fn lake_config(args: &ServeArgs) -> anyhow::Result<LakeConfig> {
             format!("sqlite://{}", data.join("catalog.db").display())
         }
     };
+    let mut config = LakeConfig::new(object_store_url, catalog_url);
+    config.storage_options = storage_options_from_env();
+    Ok(config)
+}
+
+/// The lake configuration of `tarn serve`: with its WAL, limits and flush policy.
+fn serve_config(args: &ServeArgs) -> anyhow::Result<LakeConfig> {
     if !(args.flush_interval_secs.is_finite() && args.flush_interval_secs > 0.0) {
         bail!("--flush-interval-secs must be a positive number of seconds");
     }
-    Ok(LakeConfig {
-        object_store_url,
-        storage_options: storage_options_from_env(),
-        catalog_url,
-        wal_dir: Some(args.data_dir.join("wal")),
-        limits: tarn_lakehouse::writer::Limits {
-            max_fresh_bytes: args.max_fresh_bytes,
-            max_wal_bytes: args.max_wal_bytes,
-            ..Default::default()
-        },
-        flush: tarn_lakehouse::FlushPolicy {
-            interval: std::time::Duration::from_secs_f64(args.flush_interval_secs),
-            bytes: args.flush_bytes,
-        },
-    })
+    let mut config = lake_config(&args.lake)?;
+    config.wal_dir = Some(args.lake.data_dir.join("wal"));
+    config.limits = tarn_lakehouse::writer::Limits {
+        max_fresh_bytes: args.max_fresh_bytes,
+        max_wal_bytes: args.max_wal_bytes,
+        ..Default::default()
+    };
+    config.flush = tarn_lakehouse::FlushPolicy {
+        interval: std::time::Duration::from_secs_f64(args.flush_interval_secs),
+        bytes: args.flush_bytes,
+    };
+    Ok(config)
 }
 
 /// Object-store options taken from the environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`).
@@ -164,13 +183,69 @@ async fn shutdown_signal() {
     }
 }
 
+/// Background maintenance: a pass every `interval`, when this node gets the lease.
+async fn maintenance_loop(
+    lake: Arc<Lakehouse>,
+    options: tarn_lakehouse::maintain::MaintainOptions,
+    interval: std::time::Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let holder = format!("tarn-{}", uuid::Uuid::new_v4());
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+        let log = |message: &str| tracing::info!(target: "tarn::maintenance", "{message}");
+        if let Err(error) = lake.maintain(&options, &holder, &log).await {
+            tracing::warn!(%error, "maintenance pass failed; will retry");
+        }
+    }
+}
+
+/// `tarn maintain`: one pass, with progress on stdout.
+pub fn maintain(args: MaintainArgs) -> ExitCode {
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("tarn maintain: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        let options = args.maintenance.options()?;
+        let lake = Lakehouse::open(lake_config(&args.lake)?)
+            .await
+            .context("opening the lakehouse")?;
+        let holder = format!("tarn-maintain-{}", uuid::Uuid::new_v4());
+        let print = |message: &str| println!("{message}");
+        let reports = lake.maintain(&options, &holder, &print).await?;
+        if reports.is_none() {
+            bail!("another node holds the maintenance lease");
+        }
+        lake.catalog().close().await;
+        anyhow::Ok(())
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("tarn maintain: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn bind(args: &ServeArgs, port: u16, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(SocketAddr::new(args.listen, port))
         .await
         .with_context(|| format!("binding {what} on {}:{port}", args.listen))
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+async fn serve(args: ServeArgs, queries: tokio::runtime::Handle) -> anyhow::Result<()> {
     let started = Instant::now();
     if !args.listen.is_loopback() && !args.insecure_no_auth {
         bail!(
@@ -178,7 +253,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.listen
         );
     }
-    let config = lake_config(&args)?;
+    let config = serve_config(&args)?;
+    let maintenance = args.maintenance.options()?;
     tracing::info!(
         object_store = %config.object_store_url,
         catalog = %tarn_lakehouse::catalog::redact(&config.catalog_url),
@@ -226,6 +302,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
 
     let flusher = tokio::spawn(Arc::clone(&lake).run_flusher(stop_rx.clone()));
+    if args.maintenance_interval_secs > 0.0 {
+        let interval = std::time::Duration::from_secs_f64(args.maintenance_interval_secs);
+        tokio::spawn(maintenance_loop(
+            Arc::clone(&lake),
+            maintenance,
+            interval,
+            stop_rx.clone(),
+        ));
+    }
     let mut tasks = tokio::task::JoinSet::new();
     for (name, listener, app) in [
         ("OTLP/HTTP", http_listener, http_app),
@@ -255,7 +340,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .context("OTLP/gRPC server")
     });
-    let flight = TarnFlightSql::new(lake.query_engine())?.into_server();
+    if !(args.query_timeout_secs.is_finite() && args.query_timeout_secs > 0.0) {
+        bail!("--query-timeout-secs must be a positive number of seconds");
+    }
+    let limits = crate::flightsql::QueryLimits {
+        memory_bytes: Some(args.query_memory_bytes),
+        timeout: Some(std::time::Duration::from_secs_f64(args.query_timeout_secs)),
+        max_rows: Some(args.query_max_rows),
+    };
+    let flight = TarnFlightSql::new(lake.query_engine(), limits, queries)?.into_server();
     let stop = stopped(stop_rx.clone());
     tasks.spawn(async move {
         tonic::transport::Server::builder()

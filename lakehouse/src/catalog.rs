@@ -77,6 +77,34 @@ pub struct ProcessRecord {
     pub insert_time: i64,
 }
 
+/// A stream: a native stream, or one signal of an OTLP resource.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamRecord {
+    pub stream_id: String,
+    pub process_id: String,
+    pub tags: Vec<String>,
+    pub properties: BTreeMap<String, String>,
+    /// Native type descriptions (CBOR), as the producer sent them.
+    pub dependencies_metadata: Option<Vec<u8>>,
+    pub objects_metadata: Option<Vec<u8>>,
+    /// `micromegas-transit` or `otlp`.
+    pub format: String,
+    /// Unix microseconds.
+    pub insert_time: i64,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct StreamRow {
+    stream_id: String,
+    process_id: String,
+    tags: String,
+    properties: String,
+    dependencies_metadata: Option<Vec<u8>>,
+    objects_metadata: Option<Vec<u8>>,
+    format: String,
+    insert_time: i64,
+}
+
 /// A `processes` row as stored (properties as a JSON object).
 #[derive(Debug, sqlx::FromRow)]
 struct ProcessRow {
@@ -252,6 +280,96 @@ impl Catalog {
             .await)
         .map_err(|e| Error::catalog(format!("listing processes: {e}")))?;
         rows.into_iter().map(process_from_row).collect()
+    }
+
+    /// Records a stream; returns `true` when it was not known before. A known stream is
+    /// left unchanged.
+    pub async fn record_stream(&self, stream: &StreamRecord) -> Result<bool> {
+        let tags = serde_json::to_string(&stream.tags)
+            .map_err(|e| Error::catalog(format!("encoding stream tags: {e}")))?;
+        let properties = serde_json::to_string(&stream.properties)
+            .map_err(|e| Error::catalog(format!("encoding stream properties: {e}")))?;
+        let inserted = on_pool!(self, pool => sqlx::query(
+            "INSERT INTO streams (stream_id, process_id, tags, properties, dependencies_metadata, \
+             objects_metadata, format, insert_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (stream_id) DO NOTHING",
+        )
+        .bind(&stream.stream_id)
+        .bind(&stream.process_id)
+        .bind(&tags)
+        .bind(&properties)
+        .bind(&stream.dependencies_metadata)
+        .bind(&stream.objects_metadata)
+        .bind(&stream.format)
+        .bind(stream.insert_time)
+        .execute(pool)
+        .await
+        .map(|result| result.rows_affected()))
+        .map_err(|e| Error::catalog(format!("recording stream {}: {e}", stream.stream_id)))?;
+        Ok(inserted > 0)
+    }
+
+    /// One stream by id.
+    pub async fn stream(&self, stream_id: &str) -> Result<Option<StreamRecord>> {
+        let row: Option<StreamRow> = on_pool!(self, pool => sqlx::query_as(
+            "SELECT * FROM streams WHERE stream_id = $1",
+        )
+        .bind(stream_id)
+        .fetch_optional(pool)
+        .await)
+        .map_err(|e| Error::catalog(format!("reading stream {stream_id}: {e}")))?;
+        row.map(|row| {
+            let tags = serde_json::from_str(&row.tags).map_err(|e| {
+                Error::catalog(format!("stream {} has bad tags: {e}", row.stream_id))
+            })?;
+            let properties = serde_json::from_str(&row.properties).map_err(|e| {
+                Error::catalog(format!("stream {} has bad properties: {e}", row.stream_id))
+            })?;
+            Ok(StreamRecord {
+                stream_id: row.stream_id,
+                process_id: row.process_id,
+                tags,
+                properties,
+                dependencies_metadata: row.dependencies_metadata,
+                objects_metadata: row.objects_metadata,
+                format: row.format,
+                insert_time: row.insert_time,
+            })
+        })
+        .transpose()
+    }
+
+    /// Takes (or renews) the lease `name` for `holder` until `ttl` from now; returns
+    /// whether `holder` holds it. A lease held by another holder is taken over only once
+    /// it has expired.
+    pub async fn try_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        let now = now_micros();
+        let expires = now.saturating_add(i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX));
+        let taken = on_pool!(self, pool => sqlx::query(
+            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE leases.holder = excluded.holder OR leases.expires_at < $4",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(expires)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(|result| result.rows_affected()))
+        .map_err(|e| Error::catalog(format!("taking lease {name}: {e}")))?;
+        Ok(taken > 0)
+    }
+
+    /// Gives the lease `name` back, if `holder` holds it.
+    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        on_pool!(self, pool => sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(pool)
+            .await
+            .map(|_| ()))
+        .map_err(|e| Error::catalog(format!("releasing lease {name}: {e}")))
     }
 
     /// Closes the pool, waiting for connections to return.

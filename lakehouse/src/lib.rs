@@ -7,6 +7,7 @@
 
 pub mod catalog;
 pub mod error;
+pub mod maintain;
 pub mod query;
 pub mod rows;
 pub mod schema;

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
@@ -23,15 +24,24 @@ use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
 use datafusion::datasource::table_schema::TableSchema;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
 use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::execute_stream;
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{ExecutionPlan, project_schema};
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 use deltalake::DeltaTable;
+use futures::StreamExt;
 
 use crate::error::{Error, Result};
 use crate::schema::{DATE_COLUMN, TableKind};
@@ -143,9 +153,58 @@ fn parse_date(text: &str) -> Option<i32> {
     i32::try_from((date - epoch).num_days()).ok()
 }
 
+/// A time range (Unix microseconds, both ends inclusive) a query is restricted to, as
+/// Micromegas clients send it in the `query_range_begin` / `query_range_end` headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeRange {
+    pub begin_micros: i64,
+    pub end_micros: i64,
+}
+
+impl TimeRange {
+    /// Parses RFC 3339 times (`2024-01-01T00:00:00Z`, `...+00:00`, with or without
+    /// fractions).
+    pub fn parse(begin: &str, end: &str) -> Result<TimeRange> {
+        TimeRange::parse_open(Some(begin), Some(end))
+    }
+
+    /// Like [`TimeRange::parse`], where a missing end (or begin) leaves that side open.
+    pub fn parse_open(begin: Option<&str>, end: Option<&str>) -> Result<TimeRange> {
+        let parse = |text: &str| {
+            chrono::DateTime::parse_from_rfc3339(text.trim())
+                .map(|time| time.timestamp_micros())
+                .map_err(|e| Error::query(format!("bad time {text:?} (RFC 3339 expected): {e}")))
+        };
+        let range = TimeRange {
+            begin_micros: begin.map(parse).transpose()?.unwrap_or(i64::MIN),
+            end_micros: end.map(parse).transpose()?.unwrap_or(i64::MAX),
+        };
+        if range.begin_micros > range.end_micros {
+            return Err(Error::query("time range begins after it ends"));
+        }
+        Ok(range)
+    }
+
+    /// The filter `begin <= column <= end` on a timestamp column.
+    fn filter(&self, column: &str) -> Expr {
+        let utc: Option<Arc<str>> = Some("UTC".into());
+        let at = |micros| {
+            datafusion::logical_expr::lit(ScalarValue::TimestampMicrosecond(
+                Some(micros),
+                utc.clone(),
+            ))
+        };
+        datafusion::logical_expr::col(column)
+            .gt_eq(at(self.begin_micros))
+            .and(datafusion::logical_expr::col(column).lt_eq(at(self.end_micros)))
+    }
+}
+
 /// One canonical table as DataFusion sees it: committed files plus fresh rows.
 #[derive(Debug)]
 pub struct LakeTableProvider {
+    kind: TableKind,
+    range: Option<TimeRange>,
     schema: SchemaRef,
     file_schema: SchemaRef,
     store_url: ObjectStoreUrl,
@@ -154,11 +213,13 @@ pub struct LakeTableProvider {
 }
 
 impl LakeTableProvider {
-    /// A provider over `table`'s snapshot and `fresh` rows.
+    /// A provider over `table`'s snapshot and `fresh` rows, restricted to `range` of the
+    /// table's event time when given.
     pub fn new(
         kind: TableKind,
         table: &DeltaTable,
         fresh: Vec<RecordBatch>,
+        range: Option<TimeRange>,
     ) -> Result<LakeTableProvider> {
         let schema = kind.schema();
         let file_fields: Vec<Field> = schema
@@ -186,6 +247,8 @@ impl LakeTableProvider {
             }
         }
         Ok(LakeTableProvider {
+            kind,
+            range,
             schema,
             file_schema,
             store_url: store_url(kind)?,
@@ -265,7 +328,14 @@ impl TableProvider for LakeTableProvider {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let files = self.prune(state, filters);
+        let range_filter = self
+            .range
+            .map(|range| range.filter(self.kind.time_column()));
+        let mut all_filters = filters.to_vec();
+        all_filters.extend(range_filter.clone());
+        let files = self.prune(state, &all_filters);
+        // The range filters rows too, so a limit applies only after it.
+        let limit = if range_filter.is_some() { None } else { limit };
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         if !files.is_empty() {
             let format = ParquetFormat::new().with_options(state.default_table_options().parquet);
@@ -291,8 +361,50 @@ impl TableProvider for LakeTableProvider {
                 projection,
             )?)));
         }
-        UnionExec::try_new(inputs)
+        let union = UnionExec::try_new(inputs)?;
+        let Some(range_filter) = range_filter else {
+            return Ok(union);
+        };
+        let df_schema = DFSchema::try_from(union.schema())?;
+        if let Ok(predicate) = state.create_physical_expr(range_filter, &df_schema) {
+            return Ok(Arc::new(FilterExec::try_new(predicate, union)?));
+        }
+        // The time column is projected away: scan it too, filter, then drop it.
+        let time_index = self.schema.index_of(self.kind.time_column())?;
+        let mut widened: Vec<usize> = projection
+            .cloned()
+            .unwrap_or_else(|| (0..self.schema.fields().len()).collect());
+        let wanted = widened.len();
+        widened.push(time_index);
+        let inner = self.scan(state, Some(&widened), filters, None).await?;
+        let exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = inner
+            .schema()
+            .fields()
+            .iter()
+            .take(wanted)
+            .enumerate()
+            .map(|(index, field)| {
+                (
+                    Arc::new(Column::new(field.name(), index)) as Arc<dyn PhysicalExpr>,
+                    field.name().clone(),
+                )
+            })
+            .collect();
+        Ok(Arc::new(ProjectionExec::try_new(exprs, inner)?))
     }
+}
+
+/// Budgets and restrictions of one query.
+#[derive(Debug, Clone, Default)]
+pub struct QueryOptions {
+    /// Rows outside this range of each table's event time are not read.
+    pub range: Option<TimeRange>,
+    /// Memory the query's operators may hold (sorts and joins spill or fail past it).
+    pub memory_limit: Option<usize>,
+    /// Wall-clock time the query may run, from planning to its last batch.
+    pub timeout: Option<Duration>,
+    /// Rows the query may return; past it the stream ends with an error.
+    pub max_rows: Option<usize>,
 }
 
 /// Plans and runs SQL against every table: its latest commits and its fresh rows.
@@ -307,7 +419,7 @@ impl QueryEngine {
     }
 
     /// A session with every table registered at its current state.
-    pub async fn context(&self) -> Result<SessionContext> {
+    pub async fn context(&self, range: Option<TimeRange>) -> Result<SessionContext> {
         let mut config = SessionConfig::new().with_information_schema(true);
         {
             let parquet = &mut config.options_mut().execution.parquet;
@@ -324,7 +436,7 @@ impl QueryEngine {
             let view = table.view().await?;
             let url = store_url(*kind)?;
             ctx.register_object_store(url.as_ref(), view.table.object_store());
-            let provider = LakeTableProvider::new(*kind, &view.table, view.fresh)?;
+            let provider = LakeTableProvider::new(*kind, &view.table, view.fresh, range)?;
             ctx.register_table(kind.name(), Arc::new(provider))
                 .map_err(from_datafusion)?;
         }
@@ -332,24 +444,88 @@ impl QueryEngine {
     }
 
     /// Plans `sql` (checking it is read-only) without running it.
-    pub async fn plan(&self, sql: &str) -> Result<DataFrame> {
-        let ctx = self.context().await?;
+    pub async fn plan(&self, sql: &str, range: Option<TimeRange>) -> Result<DataFrame> {
+        let ctx = self.context(range).await?;
         ctx.sql_with_options(sql, read_only())
             .await
             .map_err(from_datafusion)
     }
 
     /// The schema `sql` returns.
-    pub async fn schema(&self, sql: &str) -> Result<SchemaRef> {
-        let frame = self.plan(sql).await?;
+    pub async fn schema(&self, sql: &str, range: Option<TimeRange>) -> Result<SchemaRef> {
+        let frame = self.plan(sql, range).await?;
         Ok(Arc::clone(frame.schema().inner()))
     }
 
-    /// Runs `sql` and streams its result.
-    pub async fn execute(&self, sql: &str) -> Result<SendableRecordBatchStream> {
-        let frame = self.plan(sql).await?;
-        frame.execute_stream().await.map_err(from_datafusion)
+    /// Runs `sql` within `options` and streams its result.
+    pub async fn execute(
+        &self,
+        sql: &str,
+        options: &QueryOptions,
+    ) -> Result<SendableRecordBatchStream> {
+        let started = Instant::now();
+        let frame = self.plan(sql, options.range).await?;
+        let plan = frame
+            .create_physical_plan()
+            .await
+            .map_err(from_datafusion)?;
+        let mut task = frame.task_ctx();
+        if let Some(limit) = options.memory_limit {
+            let runtime = RuntimeEnvBuilder::from_runtime_env(task.runtime_env().as_ref())
+                .with_memory_pool(Arc::new(FairSpillPool::new(limit)))
+                .build_arc()
+                .map_err(from_datafusion)?;
+            task = task.with_runtime(runtime);
+        }
+        let stream = execute_stream(plan, Arc::new(task)).map_err(from_datafusion)?;
+        let deadline = options.timeout.map(|limit| (started + limit, limit));
+        Ok(limit_stream(stream, options.max_rows, deadline))
     }
+}
+
+/// Ends a stream with an error once it passes `max_rows` or the deadline (with the
+/// limit it comes from, for the message).
+fn limit_stream(
+    stream: SendableRecordBatchStream,
+    max_rows: Option<usize>,
+    deadline: Option<(Instant, Duration)>,
+) -> SendableRecordBatchStream {
+    let schema = stream.schema();
+    let mut rows = 0_usize;
+    let limited = futures::stream::unfold((stream, false), move |(mut stream, done)| async move {
+        if done {
+            return None;
+        }
+        let next = match deadline {
+            Some((deadline, limit)) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(left, stream.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        let error = DataFusionError::ResourcesExhausted(format!(
+                            "the query ran past its time limit of {limit:?}"
+                        ));
+                        return Some((Err(error), (stream, true)));
+                    }
+                }
+            }
+            None => stream.next().await,
+        };
+        next.map(|item| (item, (stream, false)))
+    })
+    .map(move |item| {
+        let batch = item?;
+        rows = rows.saturating_add(batch.num_rows());
+        if let Some(max) = max_rows
+            && rows > max
+        {
+            return Err(DataFusionError::ResourcesExhausted(format!(
+                "the query returned more than {max} rows; add a LIMIT or narrow it"
+            )));
+        }
+        Ok(batch)
+    });
+    Box::pin(RecordBatchStreamAdapter::new(schema, limited))
 }
 
 #[cfg(test)]

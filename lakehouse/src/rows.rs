@@ -663,6 +663,77 @@ impl ProcessesBuilder {
     }
 }
 
+/// Rows of `streams`.
+#[derive(Debug)]
+pub struct StreamsBuilder {
+    pub stream_id: StringBuilder,
+    pub process_id: StringBuilder,
+    tags: arrow::array::ListBuilder<StringBuilder>,
+    pub properties: AttributesBuilder,
+    pub dependencies_metadata: BinaryBuilder,
+    pub objects_metadata: BinaryBuilder,
+    pub format: StringBuilder,
+    insert_time: TimestampMicrosecondBuilder,
+    date: Date32Builder,
+}
+
+impl Default for StreamsBuilder {
+    fn default() -> Self {
+        StreamsBuilder {
+            stream_id: StringBuilder::new(),
+            process_id: StringBuilder::new(),
+            tags: arrow::array::ListBuilder::new(StringBuilder::new())
+                .with_field(Arc::new(Field::new("element", DataType::Utf8, true))),
+            properties: AttributesBuilder::default(),
+            dependencies_metadata: BinaryBuilder::new(),
+            objects_metadata: BinaryBuilder::new(),
+            format: StringBuilder::new(),
+            insert_time: timestamp_builder(),
+            date: Date32Builder::new(),
+        }
+    }
+}
+
+impl StreamsBuilder {
+    /// Sets the stream's tags.
+    pub fn append_tags<'a>(&mut self, tags: impl IntoIterator<Item = &'a str>) {
+        for tag in tags {
+            self.tags.values().append_value(tag);
+        }
+        self.tags.append(true);
+    }
+
+    /// Sets when the stream was first seen (Unix microseconds), and the date partition.
+    pub fn append_insert_time(&mut self, micros: i64) {
+        self.insert_time.append_value(micros);
+        self.date
+            .append_value(date_of_nanos(micros.saturating_mul(1_000)));
+    }
+
+    pub fn len(&self) -> usize {
+        self.stream_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.stream_id.finish()),
+            Arc::new(self.process_id.finish()),
+            Arc::new(self.tags.finish()),
+            Arc::new(self.properties.finish()?),
+            Arc::new(self.dependencies_metadata.finish()),
+            Arc::new(self.objects_metadata.finish()),
+            Arc::new(self.format.finish()),
+            Arc::new(self.insert_time.finish()),
+            Arc::new(self.date.finish()),
+        ];
+        RecordBatch::try_new(TableKind::Streams.schema(), columns)
+    }
+}
+
 /// Times of an event-like row: the timestamp, the exact nanoseconds and the date.
 #[derive(Debug)]
 struct EventTime {

@@ -78,6 +78,8 @@ pub struct LakeTable {
     commit: tokio::sync::Mutex<DeltaTable>,
     published: std::sync::RwLock<Published>,
     fresh: std::sync::Mutex<Fresh>,
+    /// Version of the last checkpoint maintenance wrote.
+    last_checkpoint: std::sync::Mutex<Option<Option<u64>>>,
 }
 
 /// Delta protocol properties every table is created with. None of them raises the
@@ -130,6 +132,7 @@ impl LakeTable {
                 refreshed: Instant::now(),
             }),
             fresh: std::sync::Mutex::new(Fresh::default()),
+            last_checkpoint: std::sync::Mutex::new(None),
         })
     }
 
@@ -168,6 +171,30 @@ impl LakeTable {
             Ok(fresh) => fresh,
             Err(poisoned) => poisoned.into_inner(),
         }
+    }
+
+    /// The handle commits go through; holding it keeps this process's other commits out.
+    pub(crate) async fn lock_commit(&self) -> tokio::sync::MutexGuard<'_, DeltaTable> {
+        self.commit.lock().await
+    }
+
+    /// Whether maintenance should checkpoint `version` (not checkpointed by it yet).
+    pub(crate) fn needs_checkpoint(&self, version: Option<u64>) -> bool {
+        match self.last_checkpoint.lock() {
+            Ok(last) => *last != Some(version),
+            Err(_) => true,
+        }
+    }
+
+    pub(crate) fn checkpointed_at(&self, version: Option<u64>) {
+        if let Ok(mut last) = self.last_checkpoint.lock() {
+            *last = Some(version);
+        }
+    }
+
+    /// Makes a state written by maintenance (same rows, other files) the one queries read.
+    pub(crate) fn publish_maintained(&self, table: DeltaTable) {
+        self.publish(table, 0);
     }
 
     /// The highest WAL sequence committed to this table.
@@ -501,8 +528,27 @@ fn sort_by_time(batch: &RecordBatch, kind: TableKind) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(batch.schema(), columns)?)
 }
 
-/// Parquet writer settings for a table's data files.
+/// Parquet writer settings for a table's data files sorted by the time column.
 pub fn writer_properties(kind: TableKind, file_schema: &SchemaRef) -> Result<WriterProperties> {
+    let mut builder = base_writer_properties(kind)?;
+    if let Ok(index) = file_schema.index_of(kind.time_column()) {
+        builder = builder.set_sorting_columns(Some(vec![SortingColumn {
+            column_idx: i32::try_from(index).unwrap_or(0),
+            descending: false,
+            nulls_first: false,
+        }]));
+    }
+    Ok(builder.build())
+}
+
+/// Parquet writer settings for files not sorted by time alone (compaction output).
+pub fn writer_properties_unsorted(kind: TableKind) -> Result<WriterProperties> {
+    Ok(base_writer_properties(kind)?.build())
+}
+
+fn base_writer_properties(
+    kind: TableKind,
+) -> Result<parquet::file::properties::WriterPropertiesBuilder> {
     let zstd = ZstdLevel::try_new(3)?;
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(zstd))
@@ -515,14 +561,7 @@ pub fn writer_properties(kind: TableKind, file_schema: &SchemaRef) -> Result<Wri
             .set_column_bloom_filter_fpp(path.clone(), 0.01)
             .set_column_bloom_filter_max_ndv(path, ROW_GROUP_ROWS as u64);
     }
-    if let Ok(index) = file_schema.index_of(kind.time_column()) {
-        builder = builder.set_sorting_columns(Some(vec![SortingColumn {
-            column_idx: i32::try_from(index).unwrap_or(0),
-            descending: false,
-            nulls_first: false,
-        }]));
-    }
-    Ok(builder.build())
+    Ok(builder)
 }
 
 /// Delta file statistics (`numRecords`, `minValues`, `maxValues`, `nullCount`) of the

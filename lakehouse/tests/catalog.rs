@@ -115,3 +115,69 @@ async fn unsupported_urls_are_refused() {
         "{error}"
     );
 }
+
+async fn leases(url: &str) {
+    use std::time::Duration;
+    let catalog = Catalog::connect(url).await.unwrap();
+    assert!(
+        catalog
+            .try_lease("maintenance", "a", Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !catalog
+            .try_lease("maintenance", "b", Duration::from_secs(60))
+            .await
+            .unwrap(),
+        "held by a"
+    );
+    assert!(
+        catalog
+            .try_lease("maintenance", "a", Duration::from_secs(60))
+            .await
+            .unwrap(),
+        "renewed"
+    );
+    catalog.release_lease("maintenance", "b").await.unwrap();
+    assert!(
+        !catalog
+            .try_lease("maintenance", "b", Duration::ZERO)
+            .await
+            .unwrap(),
+        "b cannot release a's lease"
+    );
+    catalog.release_lease("maintenance", "a").await.unwrap();
+    assert!(
+        catalog
+            .try_lease("maintenance", "b", Duration::ZERO)
+            .await
+            .unwrap()
+    );
+    // b's lease expired at once: a takes over.
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    assert!(
+        catalog
+            .try_lease("maintenance", "a", Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn sqlite_leases() {
+    let dir = tempfile::tempdir().unwrap();
+    leases(&format!(
+        "sqlite://{}",
+        dir.path().join("catalog.db").display()
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_leases() {
+    let Some(url) = postgres_database().await else {
+        return;
+    };
+    leases(&url).await;
+}

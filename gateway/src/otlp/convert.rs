@@ -7,9 +7,10 @@ use std::fmt::Write as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use prost::Message;
-use tarn_lakehouse::catalog::ProcessRecord;
+use tarn_lakehouse::catalog::{ProcessRecord, StreamRecord};
 use tarn_lakehouse::rows::{
-    AnyValueBuilder, AttributesBuilder, Identity, ProcessesBuilder, ScopeColumns, append_opt_str,
+    AnyValueBuilder, AttributesBuilder, Identity, ProcessesBuilder, ScopeColumns, StreamsBuilder,
+    append_opt_str,
 };
 use tarn_proto::otlp::common::v1::any_value::Value;
 use tarn_proto::otlp::common::v1::{AnyValue, InstrumentationScope, KeyValue};
@@ -252,6 +253,8 @@ impl Signal {
 pub struct ResourceProcess {
     pub identity: Identity,
     pub record: ProcessRecord,
+    /// The stream of this resource and signal.
+    pub stream: StreamRecord,
 }
 
 fn string_attribute<'a>(resource: &'a Resource, key: &str) -> Option<&'a str> {
@@ -330,7 +333,42 @@ pub fn resource_process(
         source: "otlp".to_owned(),
         insert_time: now_nanos.div_euclid(1_000),
     };
-    ResourceProcess { identity, record }
+    let stream = StreamRecord {
+        stream_id: identity.stream_id.clone(),
+        process_id: identity.process_id.clone(),
+        tags: vec![signal.tag().to_owned()],
+        properties: BTreeMap::new(),
+        dependencies_metadata: None,
+        objects_metadata: None,
+        format: "otlp".to_owned(),
+        insert_time: now_nanos.div_euclid(1_000),
+    };
+    ResourceProcess {
+        identity,
+        record,
+        stream,
+    }
+}
+
+/// Appends a stream's `streams` row.
+pub fn append_stream_row(builder: &mut StreamsBuilder, stream: &StreamRecord) {
+    builder.stream_id.append_value(&stream.stream_id);
+    builder.process_id.append_value(&stream.process_id);
+    builder.append_tags(stream.tags.iter().map(String::as_str));
+    for (key, value) in &stream.properties {
+        builder.properties.key(key).append_str(value);
+    }
+    builder.properties.finish_row();
+    match &stream.dependencies_metadata {
+        Some(bytes) => builder.dependencies_metadata.append_value(bytes),
+        None => builder.dependencies_metadata.append_null(),
+    }
+    match &stream.objects_metadata {
+        Some(bytes) => builder.objects_metadata.append_value(bytes),
+        None => builder.objects_metadata.append_null(),
+    }
+    builder.format.append_value(&stream.format);
+    builder.append_insert_time(stream.insert_time);
 }
 
 /// Appends a resource's `processes` row, with its typed attributes.

@@ -11,12 +11,12 @@ pub mod traces;
 
 use arrow::array::RecordBatch;
 use arrow::error::ArrowError;
-use tarn_lakehouse::catalog::ProcessRecord;
-use tarn_lakehouse::rows::ProcessesBuilder;
+use tarn_lakehouse::catalog::{ProcessRecord, StreamRecord};
+use tarn_lakehouse::rows::{ProcessesBuilder, StreamsBuilder};
 use tarn_lakehouse::schema::TableKind;
 use tarn_proto::otlp::resource::v1::Resource;
 
-use self::convert::{ResourceProcess, append_process_row};
+use self::convert::{ResourceProcess, append_process_row, append_stream_row};
 use tarn_proto::otlp::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
@@ -141,6 +141,10 @@ pub struct Normalized {
     pub processes: Vec<ProcessRecord>,
     /// One `processes` row per entry of `processes`.
     pub process_rows: ProcessesBuilder,
+    /// The streams the rows belong to, in the order of `stream_rows`.
+    pub streams: Vec<StreamRecord>,
+    /// One `streams` row per entry of `streams`.
+    pub stream_rows: StreamsBuilder,
     pub rejections: Rejections,
 }
 
@@ -151,20 +155,27 @@ impl Normalized {
         resource: Option<&Resource>,
         schema_url: &str,
     ) {
-        if self
+        if !self
+            .streams
+            .iter()
+            .any(|known| known.stream_id == process.stream.stream_id)
+        {
+            append_stream_row(&mut self.stream_rows, &process.stream);
+            self.streams.push(process.stream);
+        }
+        if !self
             .processes
             .iter()
             .any(|known| known.process_id == process.record.process_id)
         {
-            return;
+            append_process_row(
+                &mut self.process_rows,
+                &process.record,
+                resource,
+                schema_url,
+            );
+            self.processes.push(process.record);
         }
-        append_process_row(
-            &mut self.process_rows,
-            &process.record,
-            resource,
-            schema_url,
-        );
-        self.processes.push(process.record);
     }
 
     fn push_batch(&mut self, table: TableKind, batch: Result<RecordBatch, ArrowError>) {

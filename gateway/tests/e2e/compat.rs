@@ -3,129 +3,26 @@
 //! the pinned versions in `compat-tests/`. Each test checks, through FlightSQL, that what
 //! the exporter sent is in the tables, field by field.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type};
 
 use crate::harness::Server;
+use crate::tools::{compat_dir, node_project, python_venv, run};
 
-fn compat_dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../compat-tests")
-        .join(name)
-}
-
-fn cache_dir() -> PathBuf {
-    let home = std::env::var("HOME").unwrap_or_else(|_| "/tmp".into());
-    Path::new(&home).join(".cache/tarn/compat")
-}
-
-/// FNV-1a of some files: names a cached environment after what it was built from.
-fn fingerprint(files: &[PathBuf]) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for file in files {
-        for byte in std::fs::read(file).unwrap() {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    format!("{hash:016x}")
-}
-
-/// Whether a tool runs; when it does not, the test fails under CI=true and is skipped
-/// (with the reason printed) elsewhere.
-fn have(tool: &str, version_arg: &str) -> bool {
-    let found = Command::new(tool)
-        .arg(version_arg)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("{tool} is required under CI=true");
-        }
-        eprintln!("SKIPPED: {tool} is not installed");
-    }
-    found
-}
-
-fn run(command: &mut Command) -> String {
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
-    assert!(
-        output.status.success(),
-        "{command:?} failed:\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-/// The Python interpreter of a virtualenv with `compat-tests/otlp-python/requirements.txt`
-/// installed (made once, cached by the file's fingerprint).
+/// The `bin/` of the OpenTelemetry Python SDK's virtualenv.
 fn python() -> Option<PathBuf> {
-    static PYTHON: OnceLock<Option<PathBuf>> = OnceLock::new();
-    PYTHON
-        .get_or_init(|| {
-            if !have("python3", "--version") {
-                return None;
-            }
-            let requirements = compat_dir("otlp-python").join("requirements.txt");
-            let venv = cache_dir().join(format!(
-                "otlp-python-{}",
-                fingerprint(std::slice::from_ref(&requirements))
-            ));
-            let python = venv.join("bin/python");
-            if !venv.join(".complete").exists() {
-                std::fs::remove_dir_all(&venv).ok();
-                run(Command::new("python3").arg("-m").arg("venv").arg(&venv));
-                run(Command::new(&python)
-                    .args([
-                        "-m",
-                        "pip",
-                        "install",
-                        "--quiet",
-                        "--disable-pip-version-check",
-                        "-r",
-                    ])
-                    .arg(&requirements));
-                std::fs::write(venv.join(".complete"), b"").unwrap();
-            }
-            Some(python)
-        })
-        .clone()
+    python_venv("otlp-python").map(|bin| bin.join("python"))
 }
 
-/// A directory with `compat-tests/otlp-js` and its locked `node_modules` (made once).
-fn node_project() -> Option<PathBuf> {
-    static PROJECT: OnceLock<Option<PathBuf>> = OnceLock::new();
-    PROJECT
-        .get_or_init(|| {
-            if !have("node", "--version") || !have("npm", "--version") {
-                return None;
-            }
-            let source = compat_dir("otlp-js");
-            let files =
-                ["package.json", "package-lock.json", "send.mjs"].map(|name| source.join(name));
-            let project = cache_dir().join(format!("otlp-js-{}", fingerprint(&files)));
-            if !project.join(".complete").exists() {
-                std::fs::remove_dir_all(&project).ok();
-                std::fs::create_dir_all(&project).unwrap();
-                for file in &files {
-                    std::fs::copy(file, project.join(file.file_name().unwrap())).unwrap();
-                }
-                run(Command::new("npm")
-                    .args(["ci", "--no-audit", "--no-fund"])
-                    .current_dir(&project));
-                std::fs::write(project.join(".complete"), b"").unwrap();
-            }
-            Some(project)
-        })
-        .clone()
+fn node() -> Option<PathBuf> {
+    node_project(
+        "otlp-js",
+        &["package.json", "package-lock.json", "send.mjs"],
+    )
 }
 
 fn one_batch(batches: &[RecordBatch]) -> RecordBatch {
@@ -374,7 +271,7 @@ async fn python_sdk_over_http_json() {
 
 #[tokio::test]
 async fn js_sdk_over_http_json() {
-    let Some(project) = node_project() else {
+    let Some(project) = node() else {
         return;
     };
     let server = Server::start_temp(&[]);

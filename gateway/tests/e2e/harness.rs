@@ -18,6 +18,7 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub catalog: Option<String>,
     pub extra_args: Vec<String>,
+    pub env: Vec<(String, String)>,
 }
 
 /// A running `tarn serve`; killed when dropped.
@@ -74,6 +75,12 @@ impl Server {
         if let Some(catalog) = &config.catalog {
             command.arg("--catalog").arg(catalog);
         }
+        command.envs(
+            config
+                .env
+                .iter()
+                .map(|(key, value)| (key.as_str(), value.as_str())),
+        );
         let mut child = command.spawn().expect("tarn binary starts");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
@@ -115,6 +122,28 @@ impl Server {
         });
         server._temp = Some(temp);
         server
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Resident memory of the server, in bytes (from /proc).
+    pub fn rss_bytes(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .map_or(0, |kb| kb * 1024)
     }
 
     /// The server's log so far.
@@ -234,6 +263,18 @@ pub async fn post_to(
     encoding: Option<&str>,
     body: Vec<u8>,
 ) -> Response {
+    try_post_to(url, content_type, encoding, body)
+        .await
+        .expect("request sent")
+}
+
+/// POSTs a body; a connection failure is an error, not a panic.
+pub async fn try_post_to(
+    url: &str,
+    content_type: &str,
+    encoding: Option<&str>,
+    body: Vec<u8>,
+) -> Result<Response, reqwest::Error> {
     let client = reqwest::Client::new();
     let mut request = client
         .post(url)
@@ -242,15 +283,15 @@ pub async fn post_to(
     if let Some(encoding) = encoding {
         request = request.header("content-encoding", encoding);
     }
-    let response = request.send().await.expect("request sent");
+    let response = request.send().await?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    let body = response.bytes().await.unwrap().to_vec();
-    Response {
+    let body = response.bytes().await?.to_vec();
+    Ok(Response {
         status,
         headers,
         body,
-    }
+    })
 }
 
 /// A fresh PostgreSQL database for one test, or `None` (with the reason printed) when no

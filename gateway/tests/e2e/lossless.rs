@@ -744,7 +744,7 @@ fn mark(resource: &mut Option<Resource>, schema_url: &mut String, case: &str) {
 
 async fn rows(lake: &Lakehouse, sql: &str) -> Vec<RecordBatch> {
     let engine = lake.query_engine();
-    let frame = engine.plan(sql).await.unwrap();
+    let frame = engine.plan(sql, None).await.unwrap();
     frame.collect().await.unwrap()
 }
 

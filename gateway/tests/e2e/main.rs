@@ -2,8 +2,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod compat;
+mod faults;
 mod harness;
 mod lossless;
+mod maintenance;
 mod otlp_data;
 mod protocols;
+mod tools;
 mod traces;

@@ -1,0 +1,572 @@
+//! Fault tests: sustained ingest through the real gateway while something breaks; every
+//! acknowledged span must be in the tables exactly once at the end.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow::array::AsArray;
+use arrow::datatypes::{DataType, Int64Type};
+use prost::Message;
+use tarn_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
+use tarn_proto::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+use crate::harness::{Server, ServerConfig, data_dir, temp_dir, try_post_to};
+use crate::otlp_data::{kv, resource, string};
+
+const SPANS_PER_REQUEST: u64 = 50;
+
+/// A request of spans whose span ids are `first..first + SPANS_PER_REQUEST`.
+fn request(service: &str, first: u64, resource_suffix: Option<u64>) -> Vec<u8> {
+    let mut resource = resource(service);
+    if let Some(suffix) = resource_suffix {
+        // A new process every request: each one needs the catalog.
+        resource
+            .attributes
+            .push(kv("service.instance.id", string(&suffix.to_string())));
+    }
+    let now = 1_767_225_600_000_000_000_u64;
+    let spans = (first..first + SPANS_PER_REQUEST)
+        .map(|id| Span {
+            trace_id: [&[1_u8; 8][..], &id.to_be_bytes()].concat(),
+            span_id: id.to_be_bytes().to_vec(),
+            name: "fault".into(),
+            start_time_unix_nano: now + id,
+            end_time_unix_nano: now + id + 1_000,
+            attributes: vec![kv("payload", string(&"x".repeat(200)))],
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(resource),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            schema_url: String::new(),
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// What the senders saw.
+#[derive(Debug, Default)]
+struct Ledger {
+    acknowledged: Mutex<Vec<u64>>,
+    refused: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// Senders that post new spans to whatever address `target` holds until `stop`.
+fn start_senders(
+    service: &'static str,
+    target: Arc<Mutex<String>>,
+    ledger: Arc<Ledger>,
+    stop: Arc<AtomicBool>,
+    senders: u64,
+    new_process_each_time: bool,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let next = Arc::new(AtomicU64::new(1));
+    (0..senders)
+        .map(|_| {
+            let (target, ledger, stop, next) =
+                (target.clone(), ledger.clone(), stop.clone(), next.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let first = next.fetch_add(SPANS_PER_REQUEST, Ordering::Relaxed);
+                    let url = format!("{}/v1/traces", target.lock().unwrap());
+                    let suffix = new_process_each_time.then_some(first);
+                    let body = request(service, first, suffix);
+                    let attempt = tokio::time::timeout(
+                        Duration::from_secs(30),
+                        try_post_to(&url, "application/x-protobuf", None, body),
+                    );
+                    match attempt.await {
+                        Ok(Ok(response)) if response.status == 200 => {
+                            ledger
+                                .acknowledged
+                                .lock()
+                                .unwrap()
+                                .extend(first..first + SPANS_PER_REQUEST);
+                        }
+                        Ok(Ok(response)) if response.status == 503 || response.status == 429 => {
+                            ledger.refused.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        _ => {
+                            ledger.failed.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// Compares the ledger with the table; returns (acknowledged, found, lost, duplicated).
+async fn audit(server: &Server, service: &str, ledger: &Ledger) -> (usize, usize, usize, usize) {
+    let batches = server
+        .query(&format!(
+            "SELECT span_id, count(*) AS n FROM spans WHERE service_name = '{service}' GROUP BY span_id"
+        ))
+        .await;
+    let mut stored: HashMap<u64, i64> = HashMap::new();
+    for batch in &batches {
+        let ids = arrow::compute::cast(batch.column(0), &DataType::Utf8).unwrap();
+        let ids = ids.as_string::<i32>();
+        let counts = batch.column(1).as_primitive::<Int64Type>();
+        for i in 0..batch.num_rows() {
+            let id = u64::from_str_radix(ids.value(i), 16).unwrap();
+            stored.insert(id, counts.value(i));
+        }
+    }
+    let acknowledged = ledger.acknowledged.lock().unwrap().clone();
+    let lost = acknowledged
+        .iter()
+        .filter(|id| !stored.contains_key(id))
+        .count();
+    let duplicated = stored.values().filter(|n| **n > 1).count();
+    (acknowledged.len(), stored.len(), lost, duplicated)
+}
+
+fn report(
+    name: &str,
+    (acknowledged, found, lost, duplicated): (usize, usize, usize, usize),
+    extra: &str,
+) {
+    eprintln!(
+        "FAULT {name}: acknowledged {acknowledged} spans, found {found}, lost {lost}, duplicated {duplicated}{extra}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_spans_survive_twenty_kill_9s() {
+    let temp = temp_dir();
+    let config = ServerConfig {
+        data_dir: data_dir(&temp),
+        extra_args: vec!["--flush-interval-secs".into(), "0.3".into()],
+        ..Default::default()
+    };
+    let mut server = Server::start(&config);
+    let target = Arc::new(Mutex::new(format!("http://{}", server.otlp_http)));
+    let ledger = Arc::new(Ledger::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let senders = start_senders(
+        "kill9",
+        target.clone(),
+        ledger.clone(),
+        stop.clone(),
+        4,
+        false,
+    );
+    let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+    for _ in 0..20 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        tokio::time::sleep(Duration::from_millis(200 + rng % 1300)).await;
+        server.kill();
+        server = Server::start(&config);
+        *target.lock().unwrap() = format!("http://{}", server.otlp_http);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let result = audit(&server, "kill9", &ledger).await;
+    report(
+        "kill -9 x20",
+        result,
+        &format!(
+            ", {} failed requests",
+            ledger.failed.load(Ordering::Relaxed)
+        ),
+    );
+    assert!(result.0 > 0, "nothing was acknowledged");
+    assert_eq!(result.2, 0, "acknowledged spans lost");
+    assert_eq!(result.3, 0, "spans duplicated");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_times_more_load_than_the_gateway_takes() {
+    let server = Server::start_temp(&[
+        "--max-inflight-bytes",
+        "2000000",
+        "--max-fresh-bytes",
+        "16000000",
+        "--flush-interval-secs",
+        "1",
+    ]);
+    let target = Arc::new(Mutex::new(format!("http://{}", server.otlp_http)));
+    let ledger = Arc::new(Ledger::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let senders = start_senders("overload", target, ledger.clone(), stop.clone(), 64, false);
+    let started = Instant::now();
+    let mut peak_rss = 0;
+    while started.elapsed() < Duration::from_secs(15) {
+        peak_rss = peak_rss.max(server.rss_bytes());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let refused = ledger.refused.load(Ordering::Relaxed);
+    let result = audit(&server, "overload", &ledger).await;
+    report(
+        "overload (64 senders)",
+        result,
+        &format!(
+            ", {refused} requests refused with 503, peak RSS {} MiB",
+            peak_rss >> 20
+        ),
+    );
+    assert!(refused > 0, "the gateway never said 'try later'");
+    assert_eq!(result.2, 0, "acknowledged spans lost");
+    assert_eq!(result.3, 0, "spans duplicated");
+    assert!(
+        peak_rss < 1 << 30,
+        "peak RSS {peak_rss} bytes: memory is not bounded"
+    );
+}
+
+/// A free TCP port on loopback.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A moto S3 server, stopped when dropped.
+struct S3Server {
+    child: std::process::Child,
+    endpoint: String,
+}
+
+impl S3Server {
+    fn start(bucket: &str) -> Option<S3Server> {
+        let bin = crate::tools::python_venv("s3")?;
+        let port = free_port();
+        let child = std::process::Command::new(bin.join("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let server = S3Server { child, endpoint };
+        let create = format!(
+            "import boto3, time\n\
+             for _ in range(100):\n    \
+                 try:\n        \
+                     boto3.client('s3', endpoint_url='{}', aws_access_key_id='test', aws_secret_access_key='test', region_name='us-east-1').create_bucket(Bucket='{bucket}')\n        \
+                     break\n    \
+                 except Exception:\n        \
+                     time.sleep(0.1)\n",
+            server.endpoint
+        );
+        crate::tools::run(
+            std::process::Command::new(bin.join("python"))
+                .arg("-c")
+                .arg(create),
+        );
+        Some(server)
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_ALLOW_HTTP", "true"),
+        ]
+        .iter()
+        .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+        .collect()
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.signal("-CONT");
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_s3_server_stopped_for_a_minute_loses_nothing() {
+    let Some(s3) = S3Server::start("lake") else {
+        return;
+    };
+    let temp = temp_dir();
+    let config = ServerConfig {
+        data_dir: data_dir(&temp),
+        extra_args: vec![
+            "--object-store".into(),
+            "s3://lake/tarn".into(),
+            "--flush-interval-secs".into(),
+            "1".into(),
+        ],
+        env: s3.env(),
+        ..Default::default()
+    };
+    let server = Server::start(&config);
+    let target = Arc::new(Mutex::new(format!("http://{}", server.otlp_http)));
+    let ledger = Arc::new(Ledger::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let senders = start_senders("s3-outage", target, ledger.clone(), stop.clone(), 4, false);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = ledger.acknowledged.lock().unwrap().len();
+    s3.signal("-STOP");
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let during = ledger.acknowledged.lock().unwrap().len() - before;
+    s3.signal("-CONT");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.store(true, Ordering::Relaxed);
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    // Graceful stop commits everything left; a new server then reads only committed data.
+    server.stop();
+    let server = Server::start(&config);
+    let result = audit(&server, "s3-outage", &ledger).await;
+    report(
+        "S3 stopped 60 s",
+        result,
+        &format!(", {during} spans acknowledged during the outage"),
+    );
+    assert!(
+        during > 0,
+        "ingest stalled while S3 was away: the WAL should take it"
+    );
+    assert_eq!(result.2, 0, "acknowledged spans lost");
+    assert_eq!(result.3, 0, "spans duplicated");
+}
+
+/// A private PostgreSQL cluster (initdb + pg_ctl), stopped and removed when dropped.
+struct Postgres {
+    dir: tempfile::TempDir,
+    port: u16,
+    bin: std::path::PathBuf,
+}
+
+impl Postgres {
+    fn start() -> Option<Postgres> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|entry| entry.ok())
+            .map(|entry| entry.path().join("bin"))
+            .find(|bin| bin.join("initdb").exists());
+        let Some(bin) = bin else {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("PostgreSQL server binaries (initdb) are required under CI=true");
+            }
+            eprintln!("SKIPPED: no PostgreSQL server binaries");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let postgres = Postgres {
+            dir,
+            port: free_port(),
+            bin,
+        };
+        postgres.as_postgres(&[
+            postgres.bin.join("initdb").to_str().unwrap(),
+            "-D",
+            postgres.data().to_str().unwrap(),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+        ]);
+        postgres.ctl("start");
+        Some(postgres)
+    }
+
+    fn data(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn as_postgres(&self, args: &[&str]) {
+        // initdb and the server refuse to run as root.
+        let mut command = if nix_is_root() {
+            let mut command = std::process::Command::new("runuser");
+            command.args(["-u", "postgres", "--"]);
+            command
+        } else {
+            std::process::Command::new(args[0])
+        };
+        if nix_is_root() {
+            command.args(args);
+        } else {
+            command.args(&args[1..]);
+        }
+        crate::tools::run(command.stdout(std::process::Stdio::piped()));
+    }
+
+    fn ctl(&self, action: &str) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("postgres.log");
+        let mut args = vec![
+            self.bin.join("pg_ctl").to_str().unwrap().to_owned(),
+            "-D".into(),
+            self.data().to_str().unwrap().to_owned(),
+            "-l".into(),
+            log.to_str().unwrap().to_owned(),
+            "-w".into(),
+            "-o".into(),
+            options,
+        ];
+        if action == "stop" {
+            args.extend(["-m".into(), "fast".into()]);
+        }
+        args.push(action.into());
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.as_postgres(&refs);
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+fn nix_is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let options = format!("-p {}", self.port);
+        std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .args([
+                "-D",
+                self.data().to_str().unwrap_or_default(),
+                "-m",
+                "immediate",
+                "-o",
+                &options,
+                "stop",
+            ])
+            .output()
+            .ok();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_restarted_mid_ingest_loses_nothing() {
+    let Some(postgres) = Postgres::start() else {
+        return;
+    };
+    let server = Server::start_temp(&["--catalog", &postgres.url(), "--flush-interval-secs", "1"]);
+    let target = Arc::new(Mutex::new(format!("http://{}", server.otlp_http)));
+    let ledger = Arc::new(Ledger::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    // Every request brings a new process, so every request needs the catalog.
+    let senders = start_senders("pg-restart", target, ledger.clone(), stop.clone(), 4, true);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    postgres.ctl("stop");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    postgres.ctl("start");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.store(true, Ordering::Relaxed);
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let refused = ledger.refused.load(Ordering::Relaxed);
+    let result = audit(&server, "pg-restart", &ledger).await;
+    report(
+        "PostgreSQL restarted",
+        result,
+        &format!(", {refused} requests refused while it was down"),
+    );
+    assert!(
+        refused > 0,
+        "requests needing the catalog should be refused while it is down"
+    );
+    assert_eq!(result.2, 0, "acknowledged spans lost");
+    assert_eq!(result.3, 0, "spans duplicated");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_gateways_share_one_catalog_and_one_lake() {
+    let Some(s3) = S3Server::start("shared") else {
+        return;
+    };
+    let Some(catalog) = crate::harness::postgres_database().await else {
+        return;
+    };
+    let temps = [temp_dir(), temp_dir()];
+    let configs: Vec<ServerConfig> = temps
+        .iter()
+        .map(|temp| ServerConfig {
+            data_dir: data_dir(temp),
+            catalog: Some(catalog.clone()),
+            extra_args: vec![
+                "--object-store".into(),
+                "s3://shared/tarn".into(),
+                "--flush-interval-secs".into(),
+                "0.5".into(),
+            ],
+            env: s3.env(),
+        })
+        .collect();
+    let servers: Vec<Server> = configs.iter().map(Server::start).collect();
+    let ledgers = [Arc::new(Ledger::default()), Arc::new(Ledger::default())];
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut senders = Vec::new();
+    for (index, (server, ledger)) in servers.iter().zip(&ledgers).enumerate() {
+        let target = Arc::new(Mutex::new(format!("http://{}", server.otlp_http)));
+        let service = if index == 0 { "gateway-a" } else { "gateway-b" };
+        senders.extend(start_senders(
+            service,
+            target,
+            ledger.clone(),
+            stop.clone(),
+            3,
+            true,
+        ));
+    }
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    stop.store(true, Ordering::Relaxed);
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    for server in servers {
+        server.stop();
+    }
+    let reader = Server::start(&configs[0]);
+    for (service, ledger) in [("gateway-a", &ledgers[0]), ("gateway-b", &ledgers[1])] {
+        let result = audit(&reader, service, ledger).await;
+        report(&format!("two gateways, {service}"), result, "");
+        assert!(result.0 > 0);
+        assert_eq!(result.2, 0, "acknowledged spans lost");
+        assert_eq!(result.3, 0, "spans duplicated");
+    }
+}
