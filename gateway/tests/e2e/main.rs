@@ -8,5 +8,6 @@ mod lossless;
 mod maintenance;
 mod otlp_data;
 mod protocols;
+mod readers;
 mod tools;
 mod traces;
