@@ -25,6 +25,33 @@ pub enum Command {
     Load(crate::load::LoadArgs),
     /// Run one maintenance pass: retention, compaction, checkpoints, vacuum.
     Maintain(MaintainArgs),
+    /// Manage the API keys stored in the catalog.
+    Keys(KeysArgs),
+}
+
+/// Options of `tarn keys`.
+#[derive(Debug, Clone, Args)]
+pub struct KeysArgs {
+    #[command(flatten)]
+    pub lake: LakeArgs,
+
+    #[command(subcommand)]
+    pub action: KeysAction,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum KeysAction {
+    /// Create a key and print it (only its hash is stored).
+    Create {
+        name: String,
+        /// What the key may do: ingest, query, or both (comma-separated).
+        #[arg(long, default_value = "ingest,query")]
+        roles: String,
+    },
+    /// List the keys (names, roles, revocation).
+    List,
+    /// Revoke a key.
+    Revoke { name: String },
 }
 
 /// Where the lake and its catalog are (shared by `serve` and `maintain`).
@@ -205,6 +232,22 @@ pub struct ServeArgs {
     #[arg(long, env = "TARN_QUERY_THREADS", default_value_t = 0)]
     pub query_threads: usize,
 
+    /// API keys, as a JSON array: `[{"name": "...", "key": "...", "roles": ["ingest",
+    /// "query"]}]` (without `roles`, a key may do both). Also MICROMEGAS_API_KEYS. Setting
+    /// keys turns authentication on.
+    #[arg(
+        long,
+        env = "TARN_API_KEYS",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub api_keys: String,
+
+    /// Require API keys even if none is configured here (keys created with `tarn keys`
+    /// live in the catalog).
+    #[arg(long, env = "TARN_AUTH")]
+    pub auth: bool,
+
     /// Allow binding a non-loopback address without authentication.
     #[arg(long, env = "TARN_INSECURE_NO_AUTH")]
     pub insecure_no_auth: bool,
@@ -242,6 +285,10 @@ pub struct QueryArgs {
     /// End of the query time range (RFC 3339), sent as `query_range_end`.
     #[arg(long)]
     pub end: Option<String>,
+
+    /// API key, sent as a bearer token.
+    #[arg(long, env = "TARN_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
 }
 
 /// Entry point of the binary.
@@ -255,5 +302,6 @@ pub fn main() -> ExitCode {
         Command::Query(args) => crate::query::run(args),
         Command::Load(args) => crate::load::run(args),
         Command::Maintain(args) => crate::serve::maintain(args),
+        Command::Keys(args) => crate::serve::keys(args),
     }
 }

@@ -101,6 +101,11 @@ impl Ingestor {
         }
     }
 
+    /// The lakehouse rows go to.
+    pub fn lake(&self) -> &Arc<Lakehouse> {
+        &self.lake
+    }
+
     /// Reserves room for a request of `bytes` (decompressed), or refuses it with a
     /// retryable "busy" when the budget is spent: memory stays bounded however many
     /// clients send at once.

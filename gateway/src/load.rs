@@ -328,6 +328,7 @@ async fn stored(flightsql: &str, table: &str, service: &str) -> anyhow::Result<i
         format: crate::cli::OutputFormat::Table,
         begin: None,
         end: None,
+        api_key: None,
     };
     let batches = crate::query::query(&args).await?;
     let batch = batches.first().context("no result")?;

@@ -63,6 +63,9 @@ pub async fn query(args: &QueryArgs) -> anyhow::Result<Vec<RecordBatch>> {
         .await
         .with_context(|| format!("cannot connect to {url}"))?;
     let mut client = FlightSqlServiceClient::new(channel);
+    if let Some(key) = &args.api_key {
+        client.set_token(key.clone());
+    }
     if let Some(begin) = &args.begin {
         client.set_header("query_range_begin", begin);
     }

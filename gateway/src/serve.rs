@@ -16,7 +16,8 @@ use tarn_lakehouse::{LakeConfig, Lakehouse};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::cli::{LakeArgs, MaintainArgs, ServeArgs};
+use crate::auth::{Auth, GrpcAuthLayer, Role};
+use crate::cli::{KeysAction, KeysArgs, LakeArgs, MaintainArgs, ServeArgs};
 use crate::flightsql::TarnFlightSql;
 use crate::ingest::Ingestor;
 use crate::otlp;
@@ -203,6 +204,92 @@ async fn maintenance_loop(
     }
 }
 
+/// `tarn keys`: manages the API keys in the catalog.
+pub fn keys(args: KeysArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("tarn keys: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        let config = lake_config(&args.lake)?;
+        let catalog = tarn_lakehouse::catalog::Catalog::connect(&config.catalog_url).await?;
+        match &args.action {
+            KeysAction::Create { name, roles } => {
+                let roles: Vec<&str> = roles
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|r| !r.is_empty())
+                    .collect();
+                if roles.is_empty()
+                    || roles
+                        .iter()
+                        .any(|role| *role != "ingest" && *role != "query")
+                {
+                    bail!("roles are ingest, query or both");
+                }
+                let mut secret = [0_u8; 24];
+                getrandom(&mut secret)?;
+                let key = format!("tarn_{}", crate::auth::hex(&secret));
+                let hash = crate::auth::hex(&crate::auth::hash_key(&key));
+                catalog
+                    .create_api_key(
+                        name,
+                        &hash,
+                        roles.contains(&"ingest"),
+                        roles.contains(&"query"),
+                    )
+                    .await?;
+                println!("{key}");
+            }
+            KeysAction::List => {
+                for key in catalog.api_keys().await? {
+                    let roles = match (key.ingest, key.query) {
+                        (true, true) => "ingest,query",
+                        (true, false) => "ingest",
+                        (false, true) => "query",
+                        (false, false) => "-",
+                    };
+                    let state = if key.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "valid"
+                    };
+                    println!("{}\t{roles}\t{state}", key.name);
+                }
+            }
+            KeysAction::Revoke { name } => {
+                if !catalog.revoke_api_key(name).await? {
+                    bail!("no valid key named {name:?}");
+                }
+                println!("revoked {name}");
+            }
+        }
+        catalog.close().await;
+        anyhow::Ok(())
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("tarn keys: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Random bytes from the operating system.
+fn getrandom(buffer: &mut [u8]) -> anyhow::Result<()> {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut random| random.read_exact(buffer))
+        .context("reading /dev/urandom")
+}
+
 /// `tarn maintain`: one pass, with progress on stdout.
 pub fn maintain(args: MaintainArgs) -> ExitCode {
     init_logging();
@@ -247,9 +334,16 @@ async fn bind(args: &ServeArgs, port: u16, what: &str) -> anyhow::Result<TcpList
 
 async fn serve(args: ServeArgs, queries: tokio::runtime::Handle) -> anyhow::Result<()> {
     let started = Instant::now();
-    if !args.listen.is_loopback() && !args.insecure_no_auth {
+    let api_keys = if args.api_keys.trim().is_empty() {
+        std::env::var("MICROMEGAS_API_KEYS").unwrap_or_default()
+    } else {
+        args.api_keys.clone()
+    };
+    let auth_wanted = args.auth || !api_keys.trim().is_empty();
+    if !args.listen.is_loopback() && !auth_wanted && !args.insecure_no_auth {
         bail!(
-            "refusing to listen on {} without authentication; bind a loopback address or pass --insecure-no-auth",
+            "refusing to listen on {} without authentication; configure API keys (--api-keys, --auth), \
+             bind a loopback address, or pass --insecure-no-auth",
             args.listen
         );
     }
@@ -266,6 +360,11 @@ async fn serve(args: ServeArgs, queries: tokio::runtime::Handle) -> anyhow::Resu
             .context("opening the lakehouse")?,
     );
     let ingestor = Arc::new(Ingestor::new(Arc::clone(&lake), args.max_inflight_bytes));
+    let auth = if auth_wanted {
+        Auth::new(&api_keys, Some(lake.catalog().clone()))?
+    } else {
+        Auth::disabled()
+    };
 
     let grpc_listener = bind(&args, args.otlp_grpc_port, "OTLP/gRPC").await?;
     let http_listener = bind(&args, args.otlp_http_port, "OTLP/HTTP").await?;
@@ -287,12 +386,22 @@ async fn serve(args: ServeArgs, queries: tokio::runtime::Handle) -> anyhow::Resu
             lake: Arc::clone(&lake),
         });
     // Bodies are limited by the handlers themselves, after decompression.
+    let ingest_guard =
+        axum::middleware::from_fn_with_state(auth.clone(), crate::auth::require_ingest);
     let http_app = Router::new()
-        .nest("/v1", otlp::http::routes(otlp_state.clone()))
+        .nest(
+            "/v1",
+            otlp::http::routes(otlp_state.clone()).route_layer(ingest_guard.clone()),
+        )
         .merge(health_routes.clone())
         .layer(axum::extract::DefaultBodyLimit::disable());
+    let native = Arc::new(crate::native::NativeIngest::new(Arc::clone(&ingestor)));
     let native_app = Router::new()
-        .nest("/ingestion/otlp/v1", otlp::http::routes(otlp_state))
+        .nest(
+            "/ingestion/otlp/v1",
+            otlp::http::routes(otlp_state).route_layer(ingest_guard.clone()),
+        )
+        .merge(crate::native::routes(native).route_layer(ingest_guard))
         .merge(health_routes)
         .layer(axum::extract::DefaultBodyLimit::disable());
 
@@ -327,9 +436,11 @@ async fn serve(args: ServeArgs, queries: tokio::runtime::Handle) -> anyhow::Resu
     let (traces, logs, metrics) =
         otlp::grpc::OtlpGrpc::new(Arc::clone(&ingestor)).services(args.grpc_max_message_bytes);
     let stop = stopped(stop_rx.clone());
+    let ingest_auth = auth.clone();
     tasks.spawn(async move {
         tonic::transport::Server::builder()
             .layer(otlp::grpc::ResourceExhaustedLayer)
+            .layer(GrpcAuthLayer::new(ingest_auth, Role::Ingest))
             .add_service(traces)
             .add_service(logs)
             .add_service(metrics)
@@ -352,6 +463,7 @@ async fn serve(args: ServeArgs, queries: tokio::runtime::Handle) -> anyhow::Resu
     let stop = stopped(stop_rx.clone());
     tasks.spawn(async move {
         tonic::transport::Server::builder()
+            .layer(GrpcAuthLayer::new(auth, Role::Query))
             .add_service(flight)
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(flight_listener),

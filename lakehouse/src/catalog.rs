@@ -105,6 +105,19 @@ struct StreamRow {
     insert_time: i64,
 }
 
+/// An API key stored in the catalog (its hash, never the key).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ApiKeyRecord {
+    pub name: String,
+    pub key_hash: String,
+    #[sqlx(rename = "can_ingest")]
+    pub ingest: bool,
+    #[sqlx(rename = "can_query")]
+    pub query: bool,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
 /// A `processes` row as stored (properties as a JSON object).
 #[derive(Debug, sqlx::FromRow)]
 struct ProcessRow {
@@ -337,6 +350,193 @@ impl Catalog {
             })
         })
         .transpose()
+    }
+
+    /// Stores a new API key (by its hash); fails if the name or the key exists.
+    pub async fn create_api_key(
+        &self,
+        name: &str,
+        key_hash: &str,
+        ingest: bool,
+        query: bool,
+    ) -> Result<()> {
+        on_pool!(self, pool => sqlx::query(
+            "INSERT INTO api_keys (name, key_hash, can_ingest, can_query, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(name)
+        .bind(key_hash)
+        .bind(ingest)
+        .bind(query)
+        .bind(now_micros())
+        .execute(pool)
+        .await
+        .map(|_| ()))
+        .map_err(|e| Error::catalog(format!("creating API key {name}: {e}")))
+    }
+
+    /// The valid (not revoked) key with this hash.
+    pub async fn api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
+        on_pool!(self, pool => sqlx::query_as(
+            "SELECT * FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+        )
+        .bind(key_hash)
+        .fetch_optional(pool)
+        .await)
+        .map_err(|e| Error::catalog(format!("reading API keys: {e}")))
+    }
+
+    /// Every key, revoked ones included, by name.
+    pub async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
+        on_pool!(self, pool => sqlx::query_as("SELECT * FROM api_keys ORDER BY name")
+            .fetch_all(pool)
+            .await)
+        .map_err(|e| Error::catalog(format!("listing API keys: {e}")))
+    }
+
+    /// Revokes a key; returns whether a valid key had that name.
+    pub async fn revoke_api_key(&self, name: &str) -> Result<bool> {
+        let revoked = on_pool!(self, pool => sqlx::query(
+            "UPDATE api_keys SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL",
+        )
+        .bind(now_micros())
+        .bind(name)
+        .execute(pool)
+        .await
+        .map(|result| result.rows_affected()))
+        .map_err(|e| Error::catalog(format!("revoking API key {name}: {e}")))?;
+        Ok(revoked > 0)
+    }
+
+    /// Whether a native block was already ingested.
+    pub async fn block_known(&self, block_id: &str) -> Result<bool> {
+        let row: Option<(String,)> = on_pool!(self, pool => sqlx::query_as(
+            "SELECT block_id FROM native_blocks WHERE block_id = $1",
+        )
+        .bind(block_id)
+        .fetch_optional(pool)
+        .await)
+        .map_err(|e| Error::catalog(format!("reading block {block_id}: {e}")))?;
+        Ok(row.is_some())
+    }
+
+    /// Records an ingested native block.
+    pub async fn record_block(
+        &self,
+        block_id: &str,
+        stream_id: &str,
+        process_id: &str,
+        object_offset: i64,
+        nb_objects: i64,
+    ) -> Result<()> {
+        on_pool!(self, pool => sqlx::query(
+            "INSERT INTO native_blocks (block_id, stream_id, process_id, object_offset, nb_objects, insert_time) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (block_id) DO NOTHING",
+        )
+        .bind(block_id)
+        .bind(stream_id)
+        .bind(process_id)
+        .bind(object_offset)
+        .bind(nb_objects)
+        .bind(now_micros())
+        .execute(pool)
+        .await
+        .map(|_| ()))
+        .map_err(|e| Error::catalog(format!("recording block {block_id}: {e}")))
+    }
+
+    /// Keeps a block whose stream or process is not known yet.
+    pub async fn add_pending_block(
+        &self,
+        block_id: &str,
+        stream_id: &str,
+        process_id: &str,
+        body: &[u8],
+    ) -> Result<()> {
+        on_pool!(self, pool => sqlx::query(
+            "INSERT INTO pending_blocks (block_id, stream_id, process_id, body, insert_time) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (block_id) DO NOTHING",
+        )
+        .bind(block_id)
+        .bind(stream_id)
+        .bind(process_id)
+        .bind(body)
+        .bind(now_micros())
+        .execute(pool)
+        .await
+        .map(|_| ()))
+        .map_err(|e| Error::catalog(format!("keeping block {block_id}: {e}")))
+    }
+
+    /// The pending blocks of a stream (`by_process = false`) or of a process, oldest first,
+    /// as (block id, body).
+    pub async fn pending_blocks(
+        &self,
+        id: &str,
+        by_process: bool,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        let rows: Vec<(String, Vec<u8>)> = if by_process {
+            on_pool!(self, pool => sqlx::query_as(
+                "SELECT block_id, body FROM pending_blocks WHERE process_id = $1 ORDER BY insert_time, block_id",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await)
+        } else {
+            on_pool!(self, pool => sqlx::query_as(
+                "SELECT block_id, body FROM pending_blocks WHERE stream_id = $1 ORDER BY insert_time, block_id",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await)
+        }
+        .map_err(|e| Error::catalog(format!("reading pending blocks of {id}: {e}")))?;
+        Ok(rows)
+    }
+
+    /// Forgets a pending block (it has been ingested).
+    pub async fn remove_pending_block(&self, block_id: &str) -> Result<()> {
+        on_pool!(self, pool => sqlx::query("DELETE FROM pending_blocks WHERE block_id = $1")
+            .bind(block_id)
+            .execute(pool)
+            .await
+            .map(|_| ()))
+        .map_err(|e| Error::catalog(format!("removing pending block {block_id}: {e}")))
+    }
+
+    /// A span pairing state and its version.
+    pub async fn span_state(&self, key: &str) -> Result<Option<(i64, String)>> {
+        on_pool!(self, pool => sqlx::query_as("SELECT version, state FROM span_state WHERE key = $1")
+            .bind(key)
+            .fetch_optional(pool)
+            .await)
+        .map_err(|e| Error::catalog(format!("reading span state {key}: {e}")))
+    }
+
+    /// Saves a span pairing state if it is still at `version` (0: not stored yet); returns
+    /// whether it was saved (false: another writer changed it meanwhile).
+    pub async fn save_span_state(&self, key: &str, version: i64, state: &str) -> Result<bool> {
+        let saved = if version == 0 {
+            on_pool!(self, pool => sqlx::query(
+                "INSERT INTO span_state (key, version, state) VALUES ($1, 1, $2) ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(key)
+            .bind(state)
+            .execute(pool)
+            .await
+            .map(|result| result.rows_affected()))
+        } else {
+            on_pool!(self, pool => sqlx::query(
+                "UPDATE span_state SET version = version + 1, state = $1 WHERE key = $2 AND version = $3",
+            )
+            .bind(state)
+            .bind(key)
+            .bind(version)
+            .execute(pool)
+            .await
+            .map(|result| result.rows_affected()))
+        }
+        .map_err(|e| Error::catalog(format!("saving span state {key}: {e}")))?;
+        Ok(saved > 0)
     }
 
     /// Takes (or renews) the lease `name` for `holder` until `ttl` from now; returns

@@ -12,6 +12,7 @@ pub mod query;
 pub mod rows;
 pub mod schema;
 pub mod table;
+pub mod udf;
 pub mod wal;
 pub mod writer;
 

@@ -432,6 +432,7 @@ impl QueryEngine {
         // Table functions that generate rows from nothing are a way to exhaust memory.
         ctx.deregister_udtf("generate_series");
         ctx.deregister_udtf("range");
+        crate::udf::register(&ctx);
         for (kind, table) in &self.tables {
             let view = table.view().await?;
             let url = store_url(*kind)?;

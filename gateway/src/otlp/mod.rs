@@ -178,7 +178,7 @@ impl Normalized {
         }
     }
 
-    fn push_batch(&mut self, table: TableKind, batch: Result<RecordBatch, ArrowError>) {
+    pub(crate) fn push_batch(&mut self, table: TableKind, batch: Result<RecordBatch, ArrowError>) {
         self.batches.push((table, batch));
     }
 }

@@ -84,7 +84,7 @@ const TRACES_JSON: &str = r#"{
   }]
 }"#;
 
-const LOGS_JSON: &str = r#"{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"json-svc"}}]},
+pub(crate) const LOGS_JSON: &str = r#"{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"json-svc"}}]},
  "scopeLogs":[{"scope":{"name":"json-logger"},"logRecords":[
    {"timeUnixNano":"1767225600000000001","observedTimeUnixNano":"1767225600000000002","severityNumber":17,
     "severityText":"ERROR","body":{"stringValue":"disk full"},"traceId":"5b8efff798038103d269b633813fc60c",
@@ -93,7 +93,7 @@ const LOGS_JSON: &str = r#"{"resourceLogs":[{"resource":{"attributes":[{"key":"s
     "body":{"kvlistValue":{"values":[{"key":"a","value":{"intValue":1}}]}}}
  ]}]}]}"#;
 
-const METRICS_JSON: &str = r#"{"resourceMetrics":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"json-svc"}}]},
+pub(crate) const METRICS_JSON: &str = r#"{"resourceMetrics":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"json-svc"}}]},
  "scopeMetrics":[{"scope":{"name":"json-meter"},"metrics":[
    {"name":"requests","unit":"1","sum":{"aggregationTemporality":2,"isMonotonic":true,
      "dataPoints":[{"timeUnixNano":"1767225600000000000","startTimeUnixNano":"1767225500000000000","asInt":"7",

@@ -15,7 +15,7 @@ pub struct Capture {
 
 pub fn golden_dir(version: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/testdata/micromegas")
+        .join("../testdata/micromegas")
         .join(version)
 }
 

@@ -1,0 +1,309 @@
+//! The native protocol with the real request bodies captured from
+//! `micromegas-telemetry-sink` 0.33 (payloads as CBOR byte strings) and 0.28 (payloads as
+//! legacy integer arrays), replayed in their recorded order and in other orders. The
+//! captures' README says what the program emitted; every event is checked.
+
+use std::path::{Path, PathBuf};
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::compute::concat_batches;
+use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type};
+
+use crate::harness::Server;
+
+fn captures(version: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../testdata/micromegas/sink-{version}"));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "cbor"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let stem = path.file_stem().unwrap().to_string_lossy().to_string();
+            let route = stem.split_once('-').unwrap().1.to_owned();
+            (route, std::fs::read(&path).unwrap())
+        })
+        .collect()
+}
+
+async fn replay(server: &Server, requests: &[(String, Vec<u8>)]) {
+    for (route, body) in requests {
+        let response = server
+            .post_native(
+                &format!("/ingestion/{route}"),
+                "application/octet-stream",
+                None,
+                body.clone(),
+            )
+            .await;
+        assert_eq!(
+            response.status,
+            200,
+            "{route}: {}",
+            String::from_utf8_lossy(&response.body)
+        );
+    }
+}
+
+fn one(batches: &[RecordBatch]) -> RecordBatch {
+    concat_batches(&batches[0].schema(), batches).unwrap()
+}
+
+fn strings(batch: &RecordBatch, column: &str) -> Vec<String> {
+    let array =
+        arrow::compute::cast(batch.column_by_name(column).unwrap(), &DataType::Utf8).unwrap();
+    array
+        .as_string::<i32>()
+        .iter()
+        .map(|v| v.unwrap_or("NULL").to_owned())
+        .collect()
+}
+
+/// Checks the events of one capture, as its README describes them.
+async fn check(server: &Server, version: &str) {
+    let exe = format!("/usr/local/bin/example-app-{}", version.replace('.', ""));
+    let marker = format!("golden{}", version.replace('.', ""));
+    // The programs' module (log target, span name prefix) differs between the captures.
+    let module = if version == "0.33" {
+        "acc_native_client"
+    } else {
+        "golden_app_028"
+    };
+    let logs = one(
+        &server
+            .query(&format!(
+                "SELECT msg, level, target FROM log_entries WHERE exe = '{exe}' AND target = '{module}' ORDER BY time"
+            ))
+            .await,
+    );
+    let mut expected = vec!["acc static log line".to_owned()];
+    expected.extend((0..10).map(|i| format!("acc formatted log {i} {marker}")));
+    expected.push("acc done 20".to_owned());
+    assert_eq!(strings(&logs, "msg"), expected, "{version}");
+    let levels: Vec<i32> = logs
+        .column_by_name("level")
+        .unwrap()
+        .as_primitive::<Int32Type>()
+        .values()
+        .to_vec();
+    assert_eq!(levels[0], 4);
+    assert_eq!(levels[11], 3, "warn");
+    let all_logs = one(&server
+        .query(&format!(
+            "SELECT count(*) FROM log_entries WHERE exe = '{exe}'"
+        ))
+        .await);
+    let sink_logs = if version == "0.33" { 2 } else { 0 };
+    assert_eq!(
+        all_logs.column(0).as_primitive::<Int64Type>().value(0),
+        12 + sink_logs,
+        "{version}"
+    );
+
+    let measures = one(
+        &server
+            .query(&format!(
+                "SELECT name, unit, value, int_value FROM measures WHERE exe = '{exe}' ORDER BY name, time"
+            ))
+            .await,
+    );
+    let names = strings(&measures, "name");
+    assert_eq!(names.iter().filter(|n| *n == "acc_int_metric").count(), 10);
+    assert_eq!(
+        names.iter().filter(|n| *n == "acc_float_metric").count(),
+        10
+    );
+    let values: Vec<f64> = measures
+        .column_by_name("value")
+        .unwrap()
+        .as_primitive::<Float64Type>()
+        .values()
+        .to_vec();
+    let floats: Vec<f64> = (0..10).map(|i| f64::from(i) * 1.5).collect();
+    let ints: Vec<f64> = (0..10).map(f64::from).collect();
+    assert_eq!(
+        values[..10],
+        floats[..],
+        "acc_float_metric values, in time order"
+    );
+    assert_eq!(
+        values[10..],
+        ints[..],
+        "acc_int_metric values, in time order"
+    );
+    let units = strings(&measures, "unit");
+    assert_eq!((units[0].as_str(), units[10].as_str()), ("ms", "count"));
+
+    let spans = one(
+        &server
+            .query(&format!(
+                "SELECT name, count(*) AS n, min(duration_ns) AS shortest, min(depth) AS depth FROM spans \
+                 WHERE exe = '{exe}' GROUP BY name ORDER BY name"
+            ))
+            .await,
+    );
+    let counts: Vec<i64> = spans
+        .column_by_name("n")
+        .unwrap()
+        .as_primitive::<Int64Type>()
+        .values()
+        .to_vec();
+    let shortest: Vec<i64> = spans
+        .column_by_name("shortest")
+        .unwrap()
+        .as_primitive::<Int64Type>()
+        .values()
+        .to_vec();
+    let by_name: std::collections::HashMap<String, (i64, i64)> = strings(&spans, "name")
+        .into_iter()
+        .zip(counts.into_iter().zip(shortest))
+        .collect();
+    let expected = [
+        ("acc_outer_span".to_owned(), 10),
+        ("acc_inner_span".to_owned(), 10),
+        (format!("{module}::acc_sync_leaf"), 10),
+        (format!("{module}::acc_async_leaf"), 5),
+    ];
+    assert_eq!(by_name.len(), expected.len(), "{version}: {by_name:?}");
+    for (name, count) in &expected {
+        let (found, shortest) = by_name
+            .get(name)
+            .copied()
+            .unwrap_or_else(|| panic!("{version}: no {name}"));
+        assert_eq!(found, *count, "{version}: {name}");
+        assert!(shortest > 0, "{version}: {name} lasts {shortest} ns");
+    }
+    let (_, async_shortest) = by_name[&format!("{module}::acc_async_leaf")];
+    assert!(
+        async_shortest >= 2_000_000,
+        "async leaves sleep 2 ms: {async_shortest}"
+    );
+    // Nesting: each inner span's parent is an outer span, each leaf's parent an inner one.
+    let nesting = one(
+        &server
+            .query(&format!(
+                "SELECT child.name AS child, parent.name AS parent, count(*) AS n, \
+                 sum(CASE WHEN child.start_time_unix_nano >= parent.start_time_unix_nano \
+                          AND child.end_time_unix_nano <= parent.end_time_unix_nano THEN 1 ELSE 0 END) AS inside \
+                 FROM spans child JOIN spans parent \
+                   ON child.parent_span_id = parent.span_id AND child.stream_id = parent.stream_id \
+                 WHERE child.exe = '{exe}' GROUP BY 1, 2 ORDER BY 1"
+            ))
+            .await,
+    );
+    assert_eq!(
+        strings(&nesting, "child"),
+        [
+            "acc_inner_span".to_owned(),
+            format!("{module}::acc_sync_leaf")
+        ]
+    );
+    assert_eq!(
+        strings(&nesting, "parent"),
+        ["acc_outer_span", "acc_inner_span"]
+    );
+    let inside: Vec<i64> = nesting
+        .column_by_name("inside")
+        .unwrap()
+        .as_primitive::<Int64Type>()
+        .values()
+        .to_vec();
+    assert_eq!(inside, [10, 10]);
+
+    let processes = one(
+        &server
+            .query(&format!(
+                "SELECT tsc_frequency, property_get(properties, 'acc.marker') AS marker, source FROM processes WHERE exe = '{exe}'"
+            ))
+            .await,
+    );
+    assert_eq!(strings(&processes, "marker"), [marker]);
+    assert_eq!(strings(&processes, "source"), ["native"]);
+    let streams = one(
+        &server
+            .query(&format!(
+                "SELECT s.format, count(*) FROM streams s JOIN processes p USING (process_id) WHERE p.exe = '{exe}' GROUP BY 1"
+            ))
+            .await,
+    );
+    assert_eq!(strings(&streams, "format"), ["micromegas-transit"]);
+}
+
+fn permuted(requests: &[(String, Vec<u8>)], seed: u64) -> Vec<(String, Vec<u8>)> {
+    let mut state = seed;
+    let mut keyed: Vec<(u64, (String, Vec<u8>))> = requests
+        .iter()
+        .cloned()
+        .map(|request| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state, request)
+        })
+        .collect();
+    keyed.sort_by_key(|(key, _)| *key);
+    keyed.into_iter().map(|(_, request)| request).collect()
+}
+
+#[tokio::test]
+async fn golden_captures_in_recorded_order() {
+    let server = Server::start_temp(&[]);
+    for version in ["0.33", "0.28"] {
+        replay(&server, &captures(version)).await;
+        check(&server, version).await;
+    }
+}
+
+#[tokio::test]
+async fn golden_captures_in_other_orders_and_twice() {
+    for (seed, version) in [(1, "0.33"), (2, "0.33"), (3, "0.28"), (4, "0.28")] {
+        let server = Server::start_temp(&[]);
+        let requests = captures(version);
+        let shuffled = permuted(&requests, seed);
+        replay(&server, &shuffled).await;
+        check(&server, version).await;
+        // Everything again (the clients retry): nothing changes.
+        replay(&server, &requests).await;
+        check(&server, version).await;
+    }
+    // Blocks first, then streams, then the process.
+    let server = Server::start_temp(&[]);
+    let mut requests = captures("0.33");
+    requests.reverse();
+    replay(&server, &requests).await;
+    check(&server, "0.33").await;
+}
+
+#[tokio::test]
+async fn malformed_native_bodies_are_400_and_change_nothing() {
+    let server = Server::start_temp(&[]);
+    let requests = captures("0.33");
+    for (route, body) in &requests {
+        for bad in [b"garbage".to_vec(), body[..body.len() / 2].to_vec()] {
+            let response = server
+                .post_native(
+                    &format!("/ingestion/{route}"),
+                    "application/octet-stream",
+                    None,
+                    bad,
+                )
+                .await;
+            assert_eq!(response.status, 400, "{route}");
+        }
+    }
+    let empty = server
+        .post_native(
+            "/ingestion/insert_block",
+            "application/octet-stream",
+            None,
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(empty.status, 400);
+    replay(&server, &requests).await;
+    check(&server, "0.33").await;
+}
