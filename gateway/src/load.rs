@@ -1,11 +1,16 @@
 //! `tarn load`: drives OTLP load at a running gateway and accounts for every record.
 //!
-//! It sends pre-encoded requests (by default 512 spans or log records each, 10 string
-//! attributes of 20 characters, like the OpenTelemetry performance-benchmark shape and the
-//! Rotel anchor) from many concurrent callers, over gRPC or HTTP, counts what was
-//! acknowledged, reads the gateway's CPU time from `/proc/<pid>/stat`, and finally asks
-//! FlightSQL how many records of this run are in the tables: nothing acknowledged may be
-//! missing.
+//! Two modes. With `--duration-secs` (the default) it cycles 64 pre-encoded requests from
+//! many concurrent callers for a fixed time and measures throughput per gateway CPU-second
+//! (by default 512 spans or log records each with 10 string attributes of 20 characters,
+//! like the OpenTelemetry performance-benchmark shape and the Rotel anchor). With
+//! `--total N` it generates exactly N records (see [`shapes`], e.g. `--shape bench` for the
+//! query benchmark's data), retries what the gateway refuses as busy, and exits when all are
+//! acknowledged. Either way it reads the gateway's CPU time from `/proc/<pid>/stat` and
+//! finally asks FlightSQL how many records of this run are in the tables: nothing
+//! acknowledged may be missing.
+
+mod shapes;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -17,15 +22,13 @@ use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
 use clap::{Args, ValueEnum};
 use prost::Message;
-use tarn_proto::otlp::collector::logs::v1::ExportLogsServiceRequest;
 use tarn_proto::otlp::collector::logs::v1::logs_service_client::LogsServiceClient;
-use tarn_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
+use tarn_proto::otlp::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use tarn_proto::otlp::collector::trace::v1::trace_service_client::TraceServiceClient;
-use tarn_proto::otlp::common::v1::any_value::Value;
-use tarn_proto::otlp::common::v1::{AnyValue, InstrumentationScope, KeyValue};
-use tarn_proto::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
-use tarn_proto::otlp::resource::v1::Resource;
-use tarn_proto::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use tonic::transport::Channel;
+
+pub use shapes::{LoadSignal, Shape};
+use shapes::{Request, Run};
 
 use crate::cli::QueryArgs;
 
@@ -34,13 +37,6 @@ use crate::cli::QueryArgs;
 pub enum Transport {
     Grpc,
     Http,
-}
-
-/// The signal to send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LoadSignal {
-    Traces,
-    Logs,
 }
 
 /// Options of `tarn load`.
@@ -56,6 +52,11 @@ pub struct LoadArgs {
     #[arg(long, value_enum, default_value = "traces")]
     pub signal: LoadSignal,
 
+    /// The records' shape: `uniform` (benchmark-style random attributes) or `bench` (the
+    /// query benchmark's services, traces, logs and gauges).
+    #[arg(long, value_enum, default_value = "uniform")]
+    pub shape: Shape,
+
     /// Requests in flight at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
@@ -64,15 +65,31 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 512)]
     pub batch: usize,
 
-    /// String attributes per record (20 characters each).
+    /// String attributes per record (20 characters each; uniform shape).
     #[arg(long, default_value_t = 10)]
     pub attributes: usize,
 
-    /// Seconds of load before measuring.
+    /// Send exactly this many records, then stop (instead of a timed run).
+    #[arg(long)]
+    pub total: Option<u64>,
+
+    /// Seed of the generated data: one seed, the same records (up to "now").
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Days of history the bench shape spreads spans and logs over, ending now.
+    #[arg(long, default_value_t = 3.0)]
+    pub days: f64,
+
+    /// API key sent as `Authorization: Bearer`.
+    #[arg(long, env = "TARN_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+
+    /// Seconds of load before measuring (timed runs).
     #[arg(long, default_value_t = 2.0)]
     pub warmup_secs: f64,
 
-    /// Seconds measured.
+    /// Seconds measured (timed runs).
     #[arg(long, default_value_t = 20.0)]
     pub duration_secs: f64,
 
@@ -107,126 +124,6 @@ fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
 /// Seconds per clock tick (Linux reports CPU in USER_HZ = 100 ticks per second).
 const SECONDS_PER_TICK: f64 = 0.01;
 
-fn attribute(key: String, value: String) -> KeyValue {
-    KeyValue {
-        key,
-        value: Some(AnyValue {
-            value: Some(Value::StringValue(value)),
-        }),
-        ..Default::default()
-    }
-}
-
-/// A pseudo-random generator (xorshift), so requests differ without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| (self.next() & 0xff) as u8).collect()
-    }
-
-    fn text(&mut self, n: usize) -> String {
-        (0..n)
-            .map(|_| char::from(b'a' + (self.next() % 26) as u8))
-            .collect()
-    }
-}
-
-fn resource(service: &str) -> Resource {
-    Resource {
-        attributes: vec![
-            attribute("service.name".into(), service.into()),
-            attribute("host.name".into(), "load-host".into()),
-        ],
-        ..Default::default()
-    }
-}
-
-fn traces_request(
-    service: &str,
-    args: &LoadArgs,
-    rng: &mut Rng,
-    now: u64,
-) -> ExportTraceServiceRequest {
-    let spans = (0..args.batch)
-        .map(|i| {
-            let start = now + i as u64 * 1_000;
-            Span {
-                trace_id: rng.bytes(16),
-                span_id: rng.bytes(8),
-                name: format!("operation-{}", rng.next() % 50),
-                kind: 2,
-                start_time_unix_nano: start,
-                end_time_unix_nano: start + rng.next() % 10_000_000,
-                attributes: (0..args.attributes)
-                    .map(|a| attribute(format!("attribute.{a}"), rng.text(20)))
-                    .collect(),
-                ..Default::default()
-            }
-        })
-        .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(resource(service)),
-            scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope {
-                    name: "tarn-load".into(),
-                    ..Default::default()
-                }),
-                spans,
-                schema_url: String::new(),
-            }],
-            schema_url: String::new(),
-        }],
-    }
-}
-
-fn logs_request(
-    service: &str,
-    args: &LoadArgs,
-    rng: &mut Rng,
-    now: u64,
-) -> ExportLogsServiceRequest {
-    let records = (0..args.batch)
-        .map(|i| LogRecord {
-            time_unix_nano: now + i as u64 * 1_000,
-            severity_number: 9,
-            body: Some(AnyValue {
-                value: Some(Value::StringValue(format!(
-                    "request {} handled in {} ms",
-                    rng.next() % 10_000,
-                    rng.next() % 500
-                ))),
-            }),
-            attributes: (0..args.attributes)
-                .map(|a| attribute(format!("attribute.{a}"), rng.text(20)))
-                .collect(),
-            ..Default::default()
-        })
-        .collect();
-    ExportLogsServiceRequest {
-        resource_logs: vec![ResourceLogs {
-            resource: Some(resource(service)),
-            scope_logs: vec![ScopeLogs {
-                scope: Some(InstrumentationScope {
-                    name: "tarn-load".into(),
-                    ..Default::default()
-                }),
-                log_records: records,
-                schema_url: String::new(),
-            }],
-            schema_url: String::new(),
-        }],
-    }
-}
-
 /// Counters shared by the callers.
 #[derive(Debug, Default)]
 struct Counters {
@@ -235,83 +132,147 @@ struct Counters {
     failed: AtomicU64,
 }
 
-/// Pre-encoded request bodies, and the typed requests for gRPC.
-enum Requests {
-    Traces(Vec<ExportTraceServiceRequest>, Vec<Vec<u8>>),
-    Logs(Vec<ExportLogsServiceRequest>, Vec<Vec<u8>>),
+/// How one export ended.
+enum Outcome {
+    Acknowledged,
+    /// Refused as busy or unavailable: retry later.
+    Busy,
+    Failed(String),
 }
 
-async fn caller(
+/// One caller's connection: a gRPC client per signal, or HTTP.
+struct Sender {
+    transport: Transport,
+    endpoint: String,
+    api_key: Option<String>,
+    http: reqwest::Client,
+    traces: Option<TraceServiceClient<Channel>>,
+    logs: Option<LogsServiceClient<Channel>>,
+    metrics: Option<MetricsServiceClient<Channel>>,
+}
+
+impl Sender {
+    async fn connect(args: &LoadArgs) -> anyhow::Result<Sender> {
+        let endpoint = format!("http://{}", args.target);
+        let mut sender = Sender {
+            transport: args.transport,
+            endpoint: endpoint.clone(),
+            api_key: args.api_key.clone(),
+            http: reqwest::Client::new(),
+            traces: None,
+            logs: None,
+            metrics: None,
+        };
+        if args.transport == Transport::Grpc {
+            let channel = Channel::from_shared(endpoint)?.connect().await?;
+            match args.signal {
+                LoadSignal::Traces => sender.traces = Some(TraceServiceClient::new(channel)),
+                LoadSignal::Logs => sender.logs = Some(LogsServiceClient::new(channel)),
+                LoadSignal::Metrics => sender.metrics = Some(MetricsServiceClient::new(channel)),
+            }
+        }
+        Ok(sender)
+    }
+
+    fn grpc_request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(key) = &self.api_key
+            && let Ok(value) = format!("Bearer {key}").parse()
+        {
+            request.metadata_mut().insert("authorization", value);
+        }
+        request
+    }
+
+    /// Sends one request; `body` is its protobuf encoding (for HTTP).
+    async fn send(&mut self, signal: LoadSignal, request: &Request, body: &[u8]) -> Outcome {
+        let result = match (self.transport, request) {
+            (Transport::Grpc, Request::Traces(message)) => {
+                let grpc = self.grpc_request(message.clone());
+                match &mut self.traces {
+                    Some(client) => client.export(grpc).await.map(|_| ()),
+                    None => return Outcome::Failed("no traces client".into()),
+                }
+            }
+            (Transport::Grpc, Request::Logs(message)) => {
+                let grpc = self.grpc_request(message.clone());
+                match &mut self.logs {
+                    Some(client) => client.export(grpc).await.map(|_| ()),
+                    None => return Outcome::Failed("no logs client".into()),
+                }
+            }
+            (Transport::Grpc, Request::Metrics(message)) => {
+                let grpc = self.grpc_request(message.clone());
+                match &mut self.metrics {
+                    Some(client) => client.export(grpc).await.map(|_| ()),
+                    None => return Outcome::Failed("no metrics client".into()),
+                }
+            }
+            (Transport::Http, _) => {
+                let mut post = self
+                    .http
+                    .post(format!("{}{}", self.endpoint, signal.http_path()))
+                    .header("content-type", "application/x-protobuf")
+                    .body(body.to_vec());
+                if let Some(key) = &self.api_key {
+                    post = post.bearer_auth(key);
+                }
+                return match post.send().await {
+                    Ok(response) if response.status().is_success() => Outcome::Acknowledged,
+                    Ok(response) if matches!(response.status().as_u16(), 429 | 503) => {
+                        Outcome::Busy
+                    }
+                    Ok(response) => Outcome::Failed(format!("HTTP {}", response.status())),
+                    Err(error) => Outcome::Failed(error.to_string()),
+                };
+            }
+        };
+        match result {
+            Ok(()) => Outcome::Acknowledged,
+            Err(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::Unavailable | tonic::Code::ResourceExhausted
+                ) =>
+            {
+                Outcome::Busy
+            }
+            Err(status) => Outcome::Failed(status.to_string()),
+        }
+    }
+}
+
+fn encode(request: &Request) -> Vec<u8> {
+    match request {
+        Request::Traces(message) => message.encode_to_vec(),
+        Request::Logs(message) => message.encode_to_vec(),
+        Request::Metrics(message) => message.encode_to_vec(),
+    }
+}
+
+/// A timed caller: cycles the pre-generated requests until the deadline.
+async fn timed_caller(
     args: LoadArgs,
-    requests: Arc<Requests>,
+    requests: Arc<Vec<(Request, Vec<u8>)>>,
     counters: Arc<Counters>,
     worker: usize,
     deadline: Instant,
 ) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
-    let endpoint = format!("http://{}", args.target);
-    let mut traces = None;
-    let mut logs = None;
-    if args.transport == Transport::Grpc {
-        match args.signal {
-            LoadSignal::Traces => {
-                traces = Some(TraceServiceClient::connect(endpoint.clone()).await?)
-            }
-            LoadSignal::Logs => logs = Some(LogsServiceClient::connect(endpoint.clone()).await?),
-        }
-    }
+    let mut sender = Sender::connect(&args).await?;
     let mut index = worker;
     while Instant::now() < deadline {
-        let outcome: Result<(), bool> = match (&*requests, args.transport) {
-            (Requests::Traces(typed, _), Transport::Grpc) => match &mut traces {
-                Some(client) => client
-                    .export(typed[index % typed.len()].clone())
-                    .await
-                    .map(|_| ())
-                    .map_err(|status| status.code() == tonic::Code::Unavailable),
-                None => Err(false),
-            },
-            (Requests::Logs(typed, _), Transport::Grpc) => match &mut logs {
-                Some(client) => client
-                    .export(typed[index % typed.len()].clone())
-                    .await
-                    .map(|_| ())
-                    .map_err(|status| status.code() == tonic::Code::Unavailable),
-                None => Err(false),
-            },
-            (Requests::Traces(_, bodies), Transport::Http)
-            | (Requests::Logs(_, bodies), Transport::Http) => {
-                let path = if matches!(&*requests, Requests::Traces(..)) {
-                    "traces"
-                } else {
-                    "logs"
-                };
-                let response = http
-                    .post(format!("{endpoint}/v1/{path}"))
-                    .header("content-type", "application/x-protobuf")
-                    .body(bodies[index % bodies.len()].clone())
-                    .send()
-                    .await;
-                match response {
-                    Ok(response) if response.status().is_success() => Ok(()),
-                    Ok(response) => {
-                        Err(response.status().as_u16() == 503 || response.status().as_u16() == 429)
-                    }
-                    Err(_) => Err(false),
-                }
-            }
-        };
-        match outcome {
-            Ok(()) => {
+        let (request, body) = &requests[index % requests.len()];
+        match sender.send(args.signal, request, body).await {
+            Outcome::Acknowledged => {
                 counters
                     .acknowledged
                     .fetch_add(args.batch as u64, Ordering::Relaxed);
             }
-            Err(true) => {
+            Outcome::Busy => {
                 counters.busy.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            Err(false) => {
+            Outcome::Failed(_) => {
                 counters.failed.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -321,82 +282,164 @@ async fn caller(
     Ok(())
 }
 
-async fn stored(flightsql: &str, table: &str, service: &str) -> anyhow::Result<i64> {
-    let args = QueryArgs {
-        sql: format!("SELECT count(*) AS n FROM {table} WHERE service_name = '{service}'"),
+/// Failures in a row after which a request is given up (busy refusals do not count).
+const MAX_FAILURES: u32 = 10;
+
+/// A counted caller: takes the next request index until all are sent, and sends each until
+/// acknowledged.
+async fn counted_caller(
+    args: LoadArgs,
+    run: Arc<Run>,
+    total: u64,
+    next: Arc<AtomicU64>,
+    counters: Arc<Counters>,
+) -> anyhow::Result<()> {
+    let mut sender = Sender::connect(&args).await?;
+    let batch = args.batch as u64;
+    loop {
+        let index = next.fetch_add(1, Ordering::Relaxed);
+        let first = index.saturating_mul(batch);
+        if first >= total {
+            return Ok(());
+        }
+        let records = (total - first).min(batch);
+        let request = shapes::request(&run, index, records as usize);
+        let body = match args.transport {
+            Transport::Http => encode(&request),
+            Transport::Grpc => Vec::new(),
+        };
+        let mut failures = 0;
+        loop {
+            match sender.send(args.signal, &request, &body).await {
+                Outcome::Acknowledged => {
+                    counters.acknowledged.fetch_add(records, Ordering::Relaxed);
+                    break;
+                }
+                Outcome::Busy => {
+                    counters.busy.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Outcome::Failed(error) => {
+                    counters.failed.fetch_add(1, Ordering::Relaxed);
+                    failures += 1;
+                    if failures >= MAX_FAILURES {
+                        bail!("request {index} failed {failures} times, last: {error}");
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+}
+
+async fn stored(args: &LoadArgs, flightsql: &str, run_id: &str) -> anyhow::Result<i64> {
+    let query = QueryArgs {
+        sql: format!(
+            "SELECT count(*) AS n FROM {} WHERE service_instance_id = '{run_id}'",
+            args.signal.table()
+        ),
         url: Some(flightsql.to_owned()),
         format: crate::cli::OutputFormat::Table,
         begin: None,
         end: None,
-        api_key: None,
+        api_key: args.api_key.clone(),
     };
-    let batches = crate::query::query(&args).await?;
+    let batches = crate::query::query(&query).await?;
     let batch = batches.first().context("no result")?;
     Ok(batch.column(0).as_primitive::<Int64Type>().value(0))
 }
 
 async fn load(args: LoadArgs) -> anyhow::Result<()> {
-    let service = format!("tarn-load-{}", uuid::Uuid::new_v4().simple());
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let now = u64::try_from(crate::clock::now_nanos()).unwrap_or(0);
-    let requests = match args.signal {
-        LoadSignal::Traces => {
-            let typed: Vec<_> = (0..64)
-                .map(|_| traces_request(&service, &args, &mut rng, now))
-                .collect();
-            let bodies = typed.iter().map(Message::encode_to_vec).collect();
-            Requests::Traces(typed, bodies)
-        }
-        LoadSignal::Logs => {
-            let typed: Vec<_> = (0..64)
-                .map(|_| logs_request(&service, &args, &mut rng, now))
-                .collect();
-            let bodies = typed.iter().map(Message::encode_to_vec).collect();
-            Requests::Logs(typed, bodies)
-        }
-    };
-    let request_bytes = match &requests {
-        Requests::Traces(_, bodies) | Requests::Logs(_, bodies) => bodies[0].len(),
-    };
-    let requests = Arc::new(requests);
+    if args.batch == 0 || args.concurrency == 0 {
+        bail!("--batch and --concurrency must be at least 1");
+    }
+    let run = Arc::new(Run {
+        shape: args.shape,
+        signal: args.signal,
+        seed: args.seed,
+        batch: args.batch,
+        attributes: args.attributes,
+        days: args.days,
+        now: u64::try_from(crate::clock::now_nanos()).unwrap_or(0),
+        run_id: uuid::Uuid::new_v4().simple().to_string(),
+    });
+    let records = args.signal.records();
     let counters = Arc::new(Counters::default());
-    let warmup = Duration::from_secs_f64(args.warmup_secs);
-    let measured = Duration::from_secs_f64(args.duration_secs);
-    let started = Instant::now();
-    let deadline = started + warmup + measured;
     let mut callers = tokio::task::JoinSet::new();
-    for worker in 0..args.concurrency {
-        callers.spawn(caller(
-            args.clone(),
-            Arc::clone(&requests),
-            Arc::clone(&counters),
-            worker,
-            deadline,
-        ));
-    }
-    tokio::time::sleep(warmup).await;
-    let acked_at_start = counters.acknowledged.load(Ordering::Relaxed);
-    let cpu_at_start = args.pid.map(cpu_ticks).transpose()?;
-    let window_start = Instant::now();
-    while let Some(result) = callers.join_next().await {
-        result.context("caller task")??;
-    }
-    let window = window_start.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let (window, acked_in_window, cpu_at_start, cpu_at_end) = match args.total {
+        Some(total) => {
+            let cpu_at_start = args.pid.map(cpu_ticks).transpose()?;
+            let next = Arc::new(AtomicU64::new(0));
+            for _ in 0..args.concurrency {
+                callers.spawn(counted_caller(
+                    args.clone(),
+                    Arc::clone(&run),
+                    total,
+                    Arc::clone(&next),
+                    Arc::clone(&counters),
+                ));
+            }
+            while let Some(result) = callers.join_next().await {
+                result.context("caller task")??;
+            }
+            let cpu_at_end = args.pid.map(cpu_ticks).transpose()?;
+            let acked = counters.acknowledged.load(Ordering::Relaxed);
+            (
+                started.elapsed().as_secs_f64(),
+                acked,
+                cpu_at_start,
+                cpu_at_end,
+            )
+        }
+        None => {
+            let requests: Vec<(Request, Vec<u8>)> = (0..64)
+                .map(|index| {
+                    let request = shapes::request(&run, index, args.batch);
+                    let body = encode(&request);
+                    (request, body)
+                })
+                .collect();
+            println!(
+                "request            {} {records}, {} bytes encoded",
+                args.batch,
+                requests[0].1.len()
+            );
+            let requests = Arc::new(requests);
+            let warmup = Duration::from_secs_f64(args.warmup_secs);
+            // Generating the requests is not part of the run.
+            let deadline = Instant::now() + warmup + Duration::from_secs_f64(args.duration_secs);
+            for worker in 0..args.concurrency {
+                callers.spawn(timed_caller(
+                    args.clone(),
+                    Arc::clone(&requests),
+                    Arc::clone(&counters),
+                    worker,
+                    deadline,
+                ));
+            }
+            tokio::time::sleep(warmup).await;
+            let acked_at_start = counters.acknowledged.load(Ordering::Relaxed);
+            let cpu_at_start = args.pid.map(cpu_ticks).transpose()?;
+            let window_start = Instant::now();
+            while let Some(result) = callers.join_next().await {
+                result.context("caller task")??;
+            }
+            let acked = counters.acknowledged.load(Ordering::Relaxed);
+            let cpu_at_end = args.pid.map(cpu_ticks).transpose()?;
+            (
+                window_start.elapsed().as_secs_f64(),
+                acked - acked_at_start,
+                cpu_at_start,
+                cpu_at_end,
+            )
+        }
+    };
     let acked = counters.acknowledged.load(Ordering::Relaxed);
-    let acked_in_window = acked - acked_at_start;
-    let cpu_at_end = args.pid.map(cpu_ticks).transpose()?;
     tokio::time::sleep(Duration::from_secs_f64(args.drain_secs)).await;
     let cpu_after_drain = args.pid.map(cpu_ticks).transpose()?;
 
-    let records = match args.signal {
-        LoadSignal::Traces => "spans",
-        LoadSignal::Logs => "log records",
-    };
-    println!("service            {service}");
-    println!(
-        "request            {} {records}, {request_bytes} bytes encoded",
-        args.batch
-    );
+    println!("run                {} (service.instance.id)", run.run_id);
     println!("acknowledged       {acked} {records} in total");
     println!(
         "busy refusals      {}",
@@ -428,11 +471,7 @@ async fn load(args: LoadArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(flightsql) = &args.flightsql {
-        let table = match args.signal {
-            LoadSignal::Traces => "spans",
-            LoadSignal::Logs => "log_entries",
-        };
-        let found = stored(flightsql, table, &service).await?;
+        let found = stored(&args, flightsql, &run.run_id).await?;
         let acked = i64::try_from(acked).unwrap_or(i64::MAX);
         println!("stored             {found} {records} (acknowledged {acked})");
         if found < acked {

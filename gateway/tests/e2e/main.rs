@@ -5,6 +5,7 @@ mod auth;
 mod compat;
 mod faults;
 mod harness;
+mod load;
 mod lossless;
 mod maintenance;
 mod native;
