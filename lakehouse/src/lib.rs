@@ -8,6 +8,7 @@
 pub mod catalog;
 pub mod error;
 pub mod maintain;
+pub mod micromegas;
 pub mod query;
 pub mod rows;
 pub mod schema;
@@ -138,7 +139,16 @@ impl Lakehouse {
         let (writer, wal): (Arc<dyn TableWriter>, _) = match &config.wal_dir {
             Some(dir) => {
                 let sink = Arc::new(FreshSink::new(tables.clone()));
-                let (wal, replay) = Wal::open(dir, WalOptions::default(), sink)?;
+                let committed = tables
+                    .values()
+                    .map(|table| table.committed_seq())
+                    .max()
+                    .unwrap_or(0);
+                let options = WalOptions {
+                    min_next_seq: committed.saturating_add(1),
+                    ..WalOptions::default()
+                };
+                let (wal, replay) = Wal::open(dir, options, sink)?;
                 let mut replayed = 0;
                 for record in replay.records {
                     if let Some(table) = tables.get(&record.table)

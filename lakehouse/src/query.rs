@@ -420,7 +420,11 @@ impl QueryEngine {
 
     /// A session with every table registered at its current state.
     pub async fn context(&self, range: Option<TimeRange>) -> Result<SessionContext> {
-        let mut config = SessionConfig::new().with_information_schema(true);
+        // PostgreSQL's dialect: the generic one refuses `SELECT begin, end ...`, which
+        // Micromegas' documented thread_spans queries use.
+        let mut config = SessionConfig::new()
+            .with_information_schema(true)
+            .set_str("datafusion.sql_parser.dialect", "PostgreSQL");
         {
             let parquet = &mut config.options_mut().execution.parquet;
             parquet.pushdown_filters = true;
@@ -441,6 +445,9 @@ impl QueryEngine {
             ctx.register_table(kind.name(), Arc::new(provider))
                 .map_err(from_datafusion)?;
         }
+        crate::micromegas::register(&ctx)
+            .await
+            .map_err(from_datafusion)?;
         Ok(ctx)
     }
 

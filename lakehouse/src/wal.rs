@@ -137,12 +137,18 @@ pub struct Wal {
 pub struct WalOptions {
     /// A segment is closed once it holds this many bytes.
     pub segment_bytes: u64,
+    /// The lowest sequence number new records may get: one past the highest any table has
+    /// committed. The log keeps its own numbering in its segment names too, but a sequence
+    /// number reused after every segment was released would make new records look
+    /// committed already, and they would be dropped.
+    pub min_next_seq: u64,
 }
 
 impl Default for WalOptions {
     fn default() -> Self {
         WalOptions {
             segment_bytes: 64 << 20,
+            min_next_seq: 1,
         }
     }
 }
@@ -411,9 +417,18 @@ impl Wal {
         let mut replay = Replay::default();
         let mut closed = Vec::new();
         let mut total_bytes = 0;
-        let mut next_seq = 1;
+        let mut next_seq = options.min_next_seq.max(1);
         let count = segments.len();
         for (index, path) in segments.into_iter().enumerate() {
+            // A segment is named after the first sequence number it was opened for: even an
+            // empty one says that number was handed out.
+            if let Some(first) = path
+                .file_stem()
+                .and_then(|stem| stem.to_str())
+                .and_then(|stem| stem.parse::<u64>().ok())
+            {
+                next_seq = next_seq.max(first.saturating_add(1));
+            }
             let (records, good_len, torn) = read_segment(&path)?;
             let is_last = index + 1 == count;
             if torn {
@@ -685,7 +700,10 @@ mod tests {
     #[tokio::test]
     async fn committed_segments_are_released() {
         let dir = tempfile::tempdir().unwrap();
-        let options = WalOptions { segment_bytes: 1 };
+        let options = WalOptions {
+            segment_bytes: 1,
+            ..WalOptions::default()
+        };
         let (wal, _) = Wal::open(dir.path(), options, Arc::new(Collect::default())).unwrap();
         wal.append(records(&[1])).await.unwrap();
         wal.append(records(&[2])).await.unwrap();
@@ -696,6 +714,46 @@ mod tests {
         assert!(wal.bytes() < before);
         committed.insert(TableKind::Spans, 2);
         assert_eq!(wal.release(&committed).unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn numbering_never_goes_back_after_everything_is_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = |min_next_seq| {
+            Wal::open(
+                dir.path(),
+                WalOptions {
+                    min_next_seq,
+                    ..WalOptions::default()
+                },
+                Arc::new(Collect::default()),
+            )
+            .unwrap()
+            .0
+        };
+        let wal = open(1);
+        assert_eq!(wal.append(records(&[1, 2])).await.unwrap(), vec![1, 2]);
+        drop(wal);
+        // Restarted; the old segment is committed and released, nothing new is written.
+        let wal = open(1);
+        let committed = BTreeMap::from([(TableKind::Spans, 2)]);
+        assert_eq!(wal.release(&committed).unwrap(), 1);
+        drop(wal);
+        // Two more restarts without writes leave only empty segments behind.
+        drop(open(1));
+        let wal = open(1);
+        let next = wal.append(records(&[3])).await.unwrap();
+        assert!(next[0] > 2, "sequence {next:?} reused a committed number");
+        drop(wal);
+        // The committed sequence the tables report is a floor even with no segment left.
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|ext| ext == "wal") {
+                std::fs::remove_file(path).unwrap();
+            }
+        }
+        let wal = open(100);
+        assert_eq!(wal.append(records(&[4])).await.unwrap(), vec![100]);
     }
 
     #[test]

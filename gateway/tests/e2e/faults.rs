@@ -570,3 +570,50 @@ async fn two_gateways_share_one_catalog_and_one_lake() {
         assert_eq!(result.3, 0, "spans duplicated");
     }
 }
+
+/// Restarts with nothing to ingest in between (a redeploy loop) must neither fail to start
+/// nor hand out WAL sequence numbers that the tables have committed already: rows with such
+/// a number would be taken for committed ones and dropped.
+#[tokio::test]
+async fn idle_restarts_keep_every_later_record() {
+    let temp = temp_dir();
+    let config = ServerConfig {
+        data_dir: data_dir(&temp),
+        extra_args: vec!["--flush-interval-secs".into(), "0.2".into()],
+        ..Default::default()
+    };
+    let mut sent = 0;
+    for round in 0..4_u64 {
+        let server = Server::start(&config);
+        // Rounds 1 and 2 are idle restarts; rounds 0 and 3 ingest and commit.
+        if round == 0 || round == 3 {
+            let body = request("restarts", round * 1_000, None);
+            let response = try_post_to(
+                &format!("http://{}/v1/traces", server.otlp_http),
+                "application/x-protobuf",
+                None,
+                body,
+            )
+            .await
+            .expect("gateway reachable");
+            assert_eq!(response.status, 200);
+            sent += SPANS_PER_REQUEST as i64;
+            // Committed and its WAL segment released before the stop.
+            tokio::time::sleep(Duration::from_millis(1_500)).await;
+        }
+        let batches = server
+            .query("SELECT count(*) FROM spans WHERE service_name = 'restarts'")
+            .await;
+        let found = batches[0].column(0).as_primitive::<Int64Type>().value(0);
+        assert_eq!(found, sent, "round {round}: {}", server.stderr());
+        server.stop();
+    }
+    let server = Server::start(&config);
+    let batches = server
+        .query("SELECT count(*) FROM spans WHERE service_name = 'restarts'")
+        .await;
+    assert_eq!(
+        batches[0].column(0).as_primitive::<Int64Type>().value(0),
+        sent
+    );
+}

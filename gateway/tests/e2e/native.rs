@@ -231,6 +231,155 @@ async fn check(server: &Server, version: &str) {
             .await,
     );
     assert_eq!(strings(&streams, "format"), ["micromegas-transit"]);
+    check_micromegas_views(server, version, &exe, &module).await;
+}
+
+fn int(batch: &RecordBatch, column: &str) -> Vec<i64> {
+    let array =
+        arrow::compute::cast(batch.column_by_name(column).unwrap(), &DataType::Int64).unwrap();
+    array.as_primitive::<Int64Type>().values().to_vec()
+}
+
+/// Micromegas' own views and documented queries over the same events.
+async fn check_micromegas_views(server: &Server, version: &str, exe: &str, module: &str) {
+    let process = one(&server
+        .query(&format!(
+            "SELECT DISTINCT process_id FROM processes WHERE exe = '{exe}'"
+        ))
+        .await);
+    let process = strings(&process, "process_id").remove(0);
+    // Every stream with thread spans: its view has those spans plus one root row.
+    let streams = one(&server
+        .query(&format!(
+            "SELECT stream_id, count(*) AS n, sum(CASE WHEN depth = 0 THEN 1 ELSE 0 END) AS top \
+                 FROM spans WHERE process_id = '{process}' AND span_id < '8000000000000000' \
+                 GROUP BY stream_id ORDER BY stream_id"
+        ))
+        .await);
+    let (counts, tops) = (int(&streams, "n"), int(&streams, "top"));
+    assert_eq!(counts.iter().sum::<i64>(), 30, "{version}: thread spans");
+    for (index, stream) in strings(&streams, "stream_id").iter().enumerate() {
+        let view = one(&server
+            .query(&format!(
+                "SELECT id, parent, depth, hash, duration, name, line, \
+                       CAST(\"end\" - \"begin\" AS BIGINT) AS span \
+                     FROM view_instance('thread_spans', '{stream}') ORDER BY \"begin\", depth"
+            ))
+            .await);
+        assert_eq!(
+            view.num_rows() as i64,
+            counts[index] + 1,
+            "{version}: {stream}"
+        );
+        let (ids, parents, depths) = (int(&view, "id"), int(&view, "parent"), int(&view, "depth"));
+        // The root row first, then top-level spans at depth 1 under it.
+        assert_eq!((ids[0], parents[0], depths[0]), (-1, 0, 0));
+        let top = depths.iter().filter(|depth| **depth == 1).count() as i64;
+        assert_eq!(top, tops[index], "{version}: top-level spans");
+        // Ids are begin-event positions: unique, and every parent is a row of the view.
+        let known: std::collections::HashSet<i64> = ids.iter().copied().collect();
+        assert_eq!(known.len(), ids.len());
+        assert!(parents[1..].iter().all(|parent| known.contains(parent)));
+        assert_eq!(int(&view, "duration")[1..], int(&view, "span")[1..]);
+        assert!(
+            int(&view, "line")[1..].iter().all(|line| *line > 0),
+            "{version}: lines"
+        );
+        let names = strings(&view, "name");
+        let hashes = int(&view, "hash");
+        let outer = names.iter().position(|name| name == "acc_outer_span");
+        if let Some(outer) = outer {
+            // The same description hashes the same, a different one differently.
+            let again = names
+                .iter()
+                .rposition(|name| name == "acc_outer_span")
+                .unwrap();
+            assert_eq!(hashes[outer], hashes[again]);
+            assert_ne!(hashes[outer], hashes[0]);
+        }
+    }
+    // The Python README's query, verbatim.
+    let stream = &strings(&streams, "stream_id")[0];
+    let top = one(&server
+        .query(&format!(
+            "SELECT begin, end, duration, name FROM view_instance('thread_spans', '{stream}') \
+                 WHERE depth=1 ORDER BY duration DESC LIMIT 10"
+        ))
+        .await);
+    assert!(top.num_rows() > 0);
+    assert!(
+        strings(&top, "name")
+            .iter()
+            .all(|name| name == "acc_outer_span")
+    );
+
+    // Async spans: a begin and an end event each, paired by the documented query.
+    let events = one(&server
+        .query(&format!(
+            "SELECT event_type, count(*) AS n, count(DISTINCT span_id) AS ids, min(span_id) AS low \
+                 FROM view_instance('async_events', '{process}') GROUP BY 1 ORDER BY 1"
+        ))
+        .await);
+    assert_eq!(strings(&events, "event_type"), ["begin", "end"]);
+    assert_eq!(int(&events, "n"), [5, 5]);
+    assert_eq!(int(&events, "ids"), [5, 5]);
+    assert!(
+        int(&events, "low").iter().all(|id| *id > 0),
+        "top bit cleared"
+    );
+    let documented = one(
+        &server
+            .query(&format!(
+                "SELECT name, depth, AVG(duration_ms) as avg_duration, COUNT(*) as operation_count \
+                 FROM ( SELECT begin_events.name, begin_events.depth, \
+                   CAST((end_events.time - begin_events.time) AS BIGINT) / 1000000 as duration_ms \
+                   FROM (SELECT * FROM view_instance('async_events', '{process}') WHERE event_type = 'begin') begin_events \
+                   LEFT JOIN (SELECT * FROM view_instance('async_events', '{process}') WHERE event_type = 'end') end_events \
+                   ON begin_events.span_id = end_events.span_id \
+                   WHERE end_events.span_id IS NOT NULL ) \
+                 GROUP BY name, depth ORDER BY avg_duration DESC"
+            ))
+            .await,
+    );
+    assert_eq!(
+        strings(&documented, "name"),
+        [format!("{module}::acc_async_leaf")]
+    );
+    assert_eq!(int(&documented, "operation_count"), [5]);
+    // The async leaves sleep 2 ms.
+    let average = arrow::compute::cast(
+        documented.column_by_name("avg_duration").unwrap(),
+        &DataType::Float64,
+    )
+    .unwrap();
+    assert!(average.as_primitive::<Float64Type>().value(0) >= 2.0);
+
+    // Per-process logs and measures, and log_stats, agree with the tables.
+    for (view, table) in [("log_entries", "log_entries"), ("measures", "measures")] {
+        let counts = one(&server
+            .query(&format!(
+                "SELECT (SELECT count(*) FROM view_instance('{view}', '{process}')) AS instance, \
+                       (SELECT count(*) FROM {table} WHERE process_id = '{process}') AS direct, \
+                       (SELECT count(*) FROM view_instance('{view}', 'global')) AS global, \
+                       (SELECT count(*) FROM {table}) AS everything"
+            ))
+            .await);
+        assert_eq!(int(&counts, "instance"), int(&counts, "direct"), "{view}");
+        assert_eq!(int(&counts, "global"), int(&counts, "everything"), "{view}");
+        assert!(int(&counts, "instance")[0] > 0, "{view}");
+    }
+    let stats = one(&server
+        .query(&format!(
+            "SELECT (SELECT sum(count) FROM log_stats WHERE process_id = '{process}') AS stats, \
+                   (SELECT count(*) FROM log_entries WHERE process_id = '{process}') AS logs"
+        ))
+        .await);
+    assert_eq!(int(&stats, "stats"), int(&stats, "logs"));
+    let error = server
+        .try_query("SELECT * FROM view_instance('thread_spans', 'global')")
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("no global instance"), "{error}");
 }
 
 fn permuted(requests: &[(String, Vec<u8>)], seed: u64) -> Vec<(String, Vec<u8>)> {
