@@ -1,6 +1,176 @@
-//! `tarn-tracing`: Tarn's low-overhead instrumentation crate (log, metric and span
-//! macros writing the native transit format into per-thread buffers, and an HTTP sink).
+//! `tarn-tracing`: low-overhead instrumentation for Rust programs — logs, metrics, thread
+//! and async spans — sent to [Tarn](https://github.com/tarn-dev/tarn) (or any gateway
+//! speaking the Micromegas native protocol) in upstream's transit format.
 //!
-//! This crate is the placeholder the workspace layout reserves; the instrumentation API
-//! lands with its own issue. It depends only on `tarn-proto` (without the OTLP feature),
-//! and must never pull Arrow, DataFusion, Delta or tonic.
+//! # Quick start
+//!
+//! ```no_run
+//! use tarn_tracing::prelude::*;
+//!
+//! #[span_fn]
+//! async fn fetch(id: u64) -> u64 {
+//!     info!("fetching {id}");
+//!     id * 2
+//! }
+//!
+//! #[tarn_tracing::main] // replaces #[tokio::main]; reads TARN_TELEMETRY_URL etc.
+//! async fn main() {
+//!     imetric!("requests", "count", 1);
+//!     let v = fetch(21).await;
+//!     fmetric!("ratio", "none", v as f64 / 100.0);
+//! }
+//! ```
+//!
+//! Without the attribute, start telemetry yourself and keep the guard alive:
+//!
+//! ```no_run
+//! let _telemetry = tarn_tracing::TelemetryBuilder::new()
+//!     .from_env()                       // TARN_TELEMETRY_URL, _API_KEY, _FILTER...
+//!     .url("http://127.0.0.1:9000")     // or explicitly
+//!     .service_name("my-service")
+//!     .start()?;
+//! # Ok::<(), tarn_tracing::StartError>(())
+//! ```
+//!
+//! # What you can record
+//!
+//! | what | how | recorded as (upstream type) |
+//! |---|---|---|
+//! | log without arguments | `info!("ready")` | `LogStaticStrEvent`: the descriptor only, no copy |
+//! | formatted log | `warn!("slow: {ms} ms")` | `LogStringEventV2`: formatted into the buffer, no allocation |
+//! | log with properties | `info!(properties: set, "x {y}")` | `TaggedLogStaticStrEvent` / `TaggedLogString` |
+//! | other target | `error!(target: "db", "...")` | (any of the above) |
+//! | integer / float metric | `imetric!("rows", "count", n)`, `fmetric!("load", "ratio", x)` | `IntegerMetricEvent` / `FloatMetricEvent` |
+//! | metric with properties | `imetric!("rows", "count", set, n)` | `Tagged{Integer,Float}MetricEvent` |
+//! | thread span | `span_scope!("parse")`, `#[span_fn] fn f()` | `{Begin,End}ThreadSpanEvent` |
+//! | thread span, name at run time | `span_scope_named!(name)` | `{Begin,End}ThreadNamedSpanEvent` |
+//! | async span | `#[span_fn] async fn f()`, `instrument_named!(fut, "name")`, `fut.instrument(desc)` | `{Begin,End}AsyncSpanEvent`, with span id, parent id and depth |
+//! | `tracing` events and spans | [`TarnLayer`] (feature `tracing-bridge`) | interop logs, async named spans |
+//! | `log` records | [`LogBridge`] (feature `log-bridge`) | interop logs |
+//!
+//! Property sets are interned once ([`PropertySet::find_or_create`]) and referenced by
+//! address afterwards. Levels are [`Level::Fatal`] to [`Level::Trace`]; spans and metrics
+//! are at [`Level::Info`] unless given (`span_scope!(level: Level::Debug, "x")`).
+//!
+//! # Filtering
+//!
+//! Every macro invocation declares a `static` descriptor whose state byte caches the
+//! filter's decision: a disabled event costs one load and one branch. The filter
+//! ([`Filter`], e.g. `info,my_crate::db=debug,noisy=off`, or `TARN_TELEMETRY_FILTER`) can be
+//! replaced at run time with [`set_filter`]; whole kinds can be switched off with
+//! [`TelemetryBuilder::kinds`]. Nothing records before [`TelemetryBuilder::start`] or after
+//! the guard is dropped.
+//!
+//! # Cost, and how it is kept low
+//!
+//! An enabled event reads the CPU's timestamp counter (`rdtsc` on x86_64) and appends a few
+//! words to a buffer owned by the calling thread: no lock, no atomic read-modify-write, no
+//! shared cache line written, so threads never slow each other down (upstream takes a global
+//! mutex for every log and metric). Formatted messages are formatted straight into that
+//! buffer. The transit encoding, LZ4 compression and HTTP happen on the sink's threads.
+//! See `BENCHMARKS.md` beside this crate for the numbers against `micromegas-tracing` and
+//! `tracing`.
+//!
+//! # Delivery
+//!
+//! A collector thread reads the threads' buffers (full ones as they are handed over, and
+//! every thread's at each flush period, so idle threads' events go out too), writes one
+//! stream per thread and kind (`log`, `metrics`, `cpu`) with `tarn-proto`'s block writers,
+//! and hands the process, stream and block requests to a sender thread, which posts them to
+//! `{url}/ingestion/insert_{process,stream,block}` in priority order (metadata, logs,
+//! metrics, spans), retrying with backoff and honouring `Retry-After`. What is waiting is
+//! bounded by a memory budget; past it events are dropped and counted ([`stats`]), and the
+//! application never waits. [`flush`] sends everything recorded so far; dropping the
+//! [`TelemetryGuard`] flushes and stops; a panic is logged as fatal and flushed. With
+//! [`TelemetryBuilder::console`] log entries are also printed on stderr.
+//!
+//! Any [`Transport`] can replace HTTP, e.g. [`MemoryTransport`] in tests, or a process that
+//! feeds its telemetry to itself.
+
+// The crate names itself in the code generated by its own proc macros.
+extern crate self as tarn_tracing;
+
+mod buffer;
+mod callsite;
+mod dispatch;
+mod interop;
+mod levels;
+#[macro_use]
+mod macros;
+mod process;
+mod property_set;
+mod sink;
+mod spans;
+mod telemetry;
+pub mod time;
+
+pub use callsite::{
+    Callsite, CallsiteKind, LogMetadata, MetricMetadata, SpanLocation, SpanMetadata,
+    current_filter, is_active, set_filter,
+};
+#[cfg(feature = "log-bridge")]
+pub use interop::LogBridge;
+#[cfg(feature = "tracing-bridge")]
+pub use interop::TarnLayer;
+pub use levels::{Filter, Level, LevelFilter, ParseLevelError};
+pub use property_set::PropertySet;
+pub use sink::stats::Stats;
+#[cfg(feature = "http")]
+pub use sink::transport::HttpTransport;
+pub use sink::transport::{
+    MemoryTransport, Route, SendOutcome, SentRequests, Transport, parse_retry_after,
+};
+#[cfg(feature = "tokio")]
+pub use spans::spawn_with_context;
+pub use spans::{
+    InstrumentFuture, InstrumentedFuture, SpanContextFuture, SpanName, ThreadNamedSpanGuard,
+    ThreadSpanGuard, current_span_id,
+};
+pub use tarn_tracing_macros::{main, span_fn};
+pub use telemetry::{
+    StartError, TelemetryBuilder, TelemetryGuard, flush, process_id, shutdown, stats,
+};
+
+/// What instrumented code needs: `use tarn_tracing::prelude::*;`.
+pub mod prelude {
+    #[cfg(feature = "tokio")]
+    pub use crate::spawn_with_context;
+    pub use crate::{
+        InstrumentFuture, InstrumentedFuture, Level, LevelFilter, PropertySet, SpanContextFuture,
+        current_span_id, debug, error, fatal, fmetric, imetric, info, instrument_named, log,
+        log_enabled, span_fn, span_scope, span_scope_named, static_span_desc, static_span_location,
+        trace, warn,
+    };
+}
+
+/// Used by the macros; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::callsite::is_plain_format;
+    pub use crate::dispatch::{
+        float_metric, int_metric, log, log_fmt, log_static, log_tagged, tagged_float_metric,
+        tagged_int_metric,
+    };
+    #[cfg(feature = "tokio")]
+    pub use tokio;
+
+    /// What `#[tarn_tracing::main]` starts: the environment's settings, the service name and
+    /// version of the binary, logs on the console at `info` unless `TARN_TELEMETRY_CONSOLE`
+    /// says otherwise. A failure is reported on stderr and the program runs without telemetry.
+    pub fn start_for_main(name: &str, version: &str) -> Option<crate::TelemetryGuard> {
+        let console_set = std::env::var_os("TARN_TELEMETRY_CONSOLE").is_some();
+        let mut builder = crate::TelemetryBuilder::new()
+            .service_name(name)
+            .property("version", version);
+        if !console_set {
+            builder = builder.console(crate::LevelFilter::Info);
+        }
+        match builder.from_env().start() {
+            Ok(guard) => Some(guard),
+            Err(e) => {
+                eprintln!("tarn-tracing: telemetry not started: {e}");
+                None
+            }
+        }
+    }
+}

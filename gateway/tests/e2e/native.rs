@@ -231,7 +231,7 @@ async fn check(server: &Server, version: &str) {
             .await,
     );
     assert_eq!(strings(&streams, "format"), ["micromegas-transit"]);
-    check_micromegas_views(server, version, &exe, &module).await;
+    check_micromegas_views(server, version, &exe, module).await;
 }
 
 fn int(batch: &RecordBatch, column: &str) -> Vec<i64> {
