@@ -449,15 +449,22 @@ impl TableFunctionImpl for ViewInstance {
 const LOG_STATS_SQL: &str = "SELECT date_bin(INTERVAL '1 minute', time) AS time_bin, process_id, \
     level, target, count(*) AS count FROM log_entries GROUP BY 1, 2, 3, 4";
 
-/// Registers the functions and views of this module in `ctx` (whose tables are already
-/// registered).
-pub async fn register(ctx: &SessionContext) -> Result<()> {
+/// The views of this module, listed with the tables of every session.
+pub const VIEWS: [&str; 1] = ["log_stats"];
+
+/// Registers the functions of this module in `ctx`.
+pub fn register(ctx: &SessionContext) {
     ctx.register_udf(hex_to_int64_udf());
     ctx.register_udf(scope_hash_udf());
     ctx.register_udtf("view_instance", Arc::new(ViewInstance));
-    let log_stats = ctx.sql(LOG_STATS_SQL).await?.into_view();
-    ctx.register_table("log_stats", log_stats)?;
-    Ok(())
+}
+
+/// The view `name` (one of [`VIEWS`]) planned in `ctx`, or `None` for another name.
+pub async fn view(ctx: &SessionContext, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+    match name {
+        "log_stats" => Ok(Some(ctx.sql(LOG_STATS_SQL).await?.into_view())),
+        _ => Ok(None),
+    }
 }
 
 #[cfg(test)]

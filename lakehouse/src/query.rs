@@ -6,14 +6,14 @@
 //! acknowledged but not committed yet (fresh) are united with the scan, so a query sees
 //! every acknowledged row exactly once.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::catalog::{Session, TableProvider};
+use datafusion::catalog::{SchemaProvider, Session, TableProvider};
 use datafusion::common::stats::Precision;
 use datafusion::common::{ColumnStatistics, DFSchema, ScalarValue, Statistics};
 use datafusion::datasource::file_format::FileFormat;
@@ -24,6 +24,7 @@ use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
 use datafusion::datasource::table_schema::TableSchema;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::SessionState;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -42,6 +43,7 @@ use datafusion::physical_plan::{ExecutionPlan, project_schema};
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 use deltalake::DeltaTable;
 use futures::StreamExt;
+use parking_lot::RwLock;
 
 use crate::error::{Error, Result};
 use crate::schema::{DATE_COLUMN, TableKind};
@@ -208,8 +210,43 @@ pub struct LakeTableProvider {
     schema: SchemaRef,
     file_schema: SchemaRef,
     store_url: ObjectStoreUrl,
-    files: Vec<PartitionedFile>,
+    files: Arc<Vec<PartitionedFile>>,
     fresh: Vec<RecordBatch>,
+}
+
+/// The columns stored in the Parquet files: all but the `date` partition column.
+fn file_schema(kind: TableKind) -> SchemaRef {
+    let fields: Vec<Field> = kind
+        .schema()
+        .fields()
+        .iter()
+        .filter(|field| field.name() != DATE_COLUMN)
+        .map(|field| field.as_ref().clone())
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// The files of a snapshot with their `date` partition value and statistics.
+fn snapshot_files(kind: TableKind, table: &DeltaTable) -> Vec<PartitionedFile> {
+    let file_schema = file_schema(kind);
+    let mut files = Vec::new();
+    if let Ok(snapshot) = table.snapshot() {
+        for file in snapshot.log_data().iter() {
+            let date = file
+                .partition_values_map()
+                .get(DATE_COLUMN)
+                .cloned()
+                .flatten()
+                .and_then(|text| parse_date(&text));
+            let size = u64::try_from(file.size()).unwrap_or(0);
+            let statistics = file_statistics(&file_schema, file.stats().as_deref());
+            let partitioned = PartitionedFile::new(file.path().into_owned(), size)
+                .with_partition_values(vec![ScalarValue::Date32(date)])
+                .with_statistics(Arc::new(statistics));
+            files.push(partitioned);
+        }
+    }
+    files
 }
 
 impl LakeTableProvider {
@@ -217,40 +254,15 @@ impl LakeTableProvider {
     /// table's event time when given.
     pub fn new(
         kind: TableKind,
-        table: &DeltaTable,
+        files: Arc<Vec<PartitionedFile>>,
         fresh: Vec<RecordBatch>,
         range: Option<TimeRange>,
     ) -> Result<LakeTableProvider> {
-        let schema = kind.schema();
-        let file_fields: Vec<Field> = schema
-            .fields()
-            .iter()
-            .filter(|field| field.name() != DATE_COLUMN)
-            .map(|field| field.as_ref().clone())
-            .collect();
-        let file_schema = Arc::new(Schema::new(file_fields));
-        let mut files = Vec::new();
-        if let Ok(snapshot) = table.snapshot() {
-            for file in snapshot.log_data().iter() {
-                let date = file
-                    .partition_values_map()
-                    .get(DATE_COLUMN)
-                    .cloned()
-                    .flatten()
-                    .and_then(|text| parse_date(&text));
-                let size = u64::try_from(file.size()).unwrap_or(0);
-                let statistics = file_statistics(&file_schema, file.stats().as_deref());
-                let partitioned = PartitionedFile::new(file.path().into_owned(), size)
-                    .with_partition_values(vec![ScalarValue::Date32(date)])
-                    .with_statistics(Arc::new(statistics));
-                files.push(partitioned);
-            }
-        }
         Ok(LakeTableProvider {
             kind,
             range,
-            schema,
-            file_schema,
+            schema: kind.schema(),
+            file_schema: file_schema(kind),
             store_url: store_url(kind)?,
             files,
             fresh,
@@ -266,7 +278,7 @@ impl LakeTableProvider {
 
     /// The files whose statistics may hold rows matching `filters`.
     fn prune(&self, state: &dyn Session, filters: &[Expr]) -> Vec<PartitionedFile> {
-        let files = self.files.clone();
+        let files = self.files.as_ref().clone();
         let Some(predicate) = conjunction(filters.iter().cloned()) else {
             return files;
         };
@@ -411,14 +423,122 @@ pub struct QueryOptions {
 #[derive(Debug, Clone)]
 pub struct QueryEngine {
     tables: BTreeMap<TableKind, Arc<LakeTable>>,
+    files: Arc<FileCache>,
+}
+
+/// Each table's file list (with parsed statistics) for its latest Delta version, so a
+/// statement does not re-read the statistics of every file.
+#[derive(Debug, Default)]
+struct FileCache {
+    entries: Mutex<HashMap<TableKind, CachedFiles>>,
+}
+
+/// A table's files at one Delta version.
+#[derive(Debug)]
+struct CachedFiles {
+    version: Option<deltalake::kernel::Version>,
+    files: Arc<Vec<PartitionedFile>>,
+}
+
+impl FileCache {
+    fn files(&self, kind: TableKind, table: &DeltaTable) -> Arc<Vec<PartitionedFile>> {
+        let version = table.version();
+        if let Some(cached) = self.lock().get(&kind)
+            && cached.version == version
+        {
+            return Arc::clone(&cached.files);
+        }
+        let files = Arc::new(snapshot_files(kind, table));
+        let cached = CachedFiles {
+            version,
+            files: Arc::clone(&files),
+        };
+        self.lock().insert(kind, cached);
+        files
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TableKind, CachedFiles>> {
+        // The map holds no invariant a panicking holder could break.
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The default schema of a query session: each table's provider is built when a statement
+/// names it, so a statement pays only for the tables it reads.
+#[derive(Debug)]
+struct LakeSchema {
+    engine: QueryEngine,
+    range: Option<TimeRange>,
+    state: Weak<RwLock<SessionState>>,
+}
+
+#[async_trait]
+impl SchemaProvider for LakeSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.engine
+            .tables
+            .keys()
+            .map(|kind| kind.name().to_owned())
+            .chain(
+                crate::micromegas::VIEWS
+                    .iter()
+                    .map(|name| (*name).to_owned()),
+            )
+            .collect()
+    }
+
+    async fn table(&self, name: &str) -> datafusion::error::Result<Option<Arc<dyn TableProvider>>> {
+        if let Some(kind) = TableKind::from_name(name)
+            && let Some(table) = self.engine.tables.get(&kind)
+        {
+            let view = table.view().await.map_err(to_datafusion)?;
+            let files = self.engine.files.files(kind, &view.table);
+            let provider = LakeTableProvider::new(kind, files, view.fresh, self.range)
+                .map_err(to_datafusion)?;
+            return Ok(Some(Arc::new(provider)));
+        }
+        if crate::micromegas::VIEWS.contains(&name) {
+            let Some(state) = self.state.upgrade() else {
+                return Ok(None);
+            };
+            let ctx = SessionContext::new_with_state(state.read().clone());
+            return crate::micromegas::view(&ctx, name).await;
+        }
+        Ok(None)
+    }
+
+    async fn table_type(&self, name: &str) -> datafusion::error::Result<Option<TableType>> {
+        Ok(if TableKind::from_name(name).is_some() {
+            Some(TableType::Base)
+        } else if crate::micromegas::VIEWS.contains(&name) {
+            Some(TableType::View)
+        } else {
+            None
+        })
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        TableKind::from_name(name).is_some_and(|kind| self.engine.tables.contains_key(&kind))
+            || crate::micromegas::VIEWS.contains(&name)
+    }
+}
+
+fn to_datafusion(error: Error) -> DataFusionError {
+    DataFusionError::External(Box::new(error))
 }
 
 impl QueryEngine {
     pub fn new(tables: BTreeMap<TableKind, Arc<LakeTable>>) -> QueryEngine {
-        QueryEngine { tables }
+        QueryEngine {
+            tables,
+            files: Arc::default(),
+        }
     }
 
-    /// A session with every table registered at its current state.
+    /// A session over every table, each read at its current state when a statement names
+    /// it.
     pub async fn context(&self, range: Option<TimeRange>) -> Result<SessionContext> {
         // PostgreSQL's dialect: the generic one refuses `SELECT begin, end ...`, which
         // Micromegas' documented thread_spans queries use.
@@ -437,16 +557,23 @@ impl QueryEngine {
         ctx.deregister_udtf("generate_series");
         ctx.deregister_udtf("range");
         crate::udf::register(&ctx);
-        for (kind, table) in &self.tables {
-            let view = table.view().await?;
-            let url = store_url(*kind)?;
-            ctx.register_object_store(url.as_ref(), view.table.object_store());
-            let provider = LakeTableProvider::new(*kind, &view.table, view.fresh, range)?;
-            ctx.register_table(kind.name(), Arc::new(provider))
-                .map_err(from_datafusion)?;
+        crate::micromegas::register(&ctx);
+        for kind in self.tables.keys() {
+            if let Some(table) = self.tables.get(kind) {
+                let url = store_url(*kind)?;
+                ctx.register_object_store(url.as_ref(), table.object_store());
+            }
         }
-        crate::micromegas::register(&ctx)
-            .await
+        let schema = LakeSchema {
+            engine: self.clone(),
+            range,
+            state: ctx.state_weak_ref(),
+        };
+        let catalog = ctx
+            .catalog("datafusion")
+            .ok_or_else(|| Error::Query("the default catalog is missing".to_owned()))?;
+        catalog
+            .register_schema("public", Arc::new(schema))
             .map_err(from_datafusion)?;
         Ok(ctx)
     }
