@@ -27,6 +27,7 @@ import argparse
 import datetime
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -170,7 +171,11 @@ def main():
     except Exception as exc:  # noqa: BLE001 - reported to the caller
         out, code = {**head, "error": f"{type(exc).__name__}: {' '.join(str(exc).split())}"}, 1
     sys.stdout.write(json.dumps(out, allow_nan=False) + "\n")
-    sys.exit(code)
+    sys.stdout.flush()
+    # Leave without interpreter teardown: the readers' native thread pools (deltalake's
+    # runtime, DuckDB, Arrow) have been seen to abort at exit ("terminate called without an
+    # active exception") after a complete, correct answer.
+    os._exit(code)
 
 
 if __name__ == "__main__":

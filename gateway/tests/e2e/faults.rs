@@ -587,7 +587,8 @@ async fn idle_restarts_keep_every_later_record() {
         let server = Server::start(&config);
         // Rounds 1 and 2 are idle restarts; rounds 0 and 3 ingest and commit.
         if round == 0 || round == 3 {
-            let body = request("restarts", round * 1_000, None);
+            // Span ids start at 1: an all-zero id is invalid OTLP and would be refused.
+            let body = request("restarts", round * 1_000 + 1, None);
             let response = try_post_to(
                 &format!("http://{}/v1/traces", server.otlp_http),
                 "application/x-protobuf",
@@ -606,7 +607,10 @@ async fn idle_restarts_keep_every_later_record() {
             .await;
         let found = batches[0].column(0).as_primitive::<Int64Type>().value(0);
         assert_eq!(found, sent, "round {round}: {}", server.stderr());
-        server.stop();
+        // Off this thread: the test's clients share it and must read the server's GOAWAY.
+        tokio::task::spawn_blocking(move || server.stop())
+            .await
+            .expect("tarn stops cleanly");
     }
     let server = Server::start(&config);
     let batches = server
