@@ -208,7 +208,12 @@ pub async fn require_ingest(State(auth): State<Auth>, request: Request, next: Ne
         .map(str::to_owned);
     match auth.check(authorization.as_deref(), Role::Ingest).await {
         Ok(_) => next.run(request).await,
-        Err(error) => http_refusal(&error),
+        Err(error) => {
+            if !matches!(error, AuthError::Unavailable(_)) {
+                crate::metrics::auth_failure("http");
+            }
+            http_refusal(&error)
+        }
     }
 }
 
@@ -277,6 +282,9 @@ pub struct GrpcAuth<S> {
 }
 
 fn grpc_refusal<B: Default>(error: &AuthError) -> http::Response<B> {
+    if !matches!(error, AuthError::Unavailable(_)) {
+        crate::metrics::auth_failure("grpc");
+    }
     let status = match error {
         AuthError::Missing | AuthError::Invalid => {
             tonic::Status::unauthenticated(error.to_string())

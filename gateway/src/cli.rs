@@ -27,6 +27,24 @@ pub enum Command {
     Maintain(MaintainArgs),
     /// Manage the API keys stored in the catalog.
     Keys(KeysArgs),
+    /// Exit 0 when a gateway answers its health check (for container HEALTHCHECKs).
+    Healthcheck(HealthcheckArgs),
+}
+
+/// Options of `tarn healthcheck`.
+#[derive(Debug, Clone, Args)]
+pub struct HealthcheckArgs {
+    /// The URL to GET; `/health` of the OTLP/HTTP port by default.
+    #[arg(
+        long,
+        env = "TARN_HEALTHCHECK_URL",
+        default_value = "http://127.0.0.1:4318/health"
+    )]
+    pub url: String,
+
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 3.0)]
+    pub timeout_secs: f64,
 }
 
 /// Options of `tarn keys`.
@@ -154,6 +172,11 @@ pub struct MaintainArgs {
 /// named in each help text are honoured too.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
+    /// A TOML file of settings: the flags below with `_` for `-` (see deploy/tarn.toml).
+    /// Flags and environment variables override it.
+    #[arg(long, env = "TARN_CONFIG")]
+    pub config: Option<PathBuf>,
+
     #[command(flatten)]
     pub lake: LakeArgs,
 
@@ -203,6 +226,12 @@ pub struct ServeArgs {
     #[arg(long, env = "TARN_FLUSH_INTERVAL_SECS", default_value_t = 10.0)]
     pub flush_interval_secs: f64,
 
+    /// Seconds SIGTERM waits for open connections to finish their requests and close; past
+    /// it they are dropped (whatever they had acknowledged is in the WAL) and the final
+    /// commit runs.
+    #[arg(long, env = "TARN_SHUTDOWN_DRAIN_SECS", default_value_t = 20.0)]
+    pub shutdown_drain_secs: f64,
+
     /// Bytes of waiting rows of one table that trigger a commit, whatever their age.
     #[arg(long, env = "TARN_FLUSH_BYTES", default_value_t = 128 * 1024 * 1024)]
     pub flush_bytes: usize,
@@ -251,6 +280,15 @@ pub struct ServeArgs {
     /// Allow binding a non-loopback address without authentication.
     #[arg(long, env = "TARN_INSECURE_NO_AUTH")]
     pub insecure_no_auth: bool,
+
+    /// Send Tarn's own logs and spans (with tarn-tracing, over the native protocol) to this
+    /// gateway: another Tarn's native port (`http://tarn-ops:9000`) or this one's own.
+    #[arg(long, env = "TARN_SELF_TELEMETRY_URL")]
+    pub self_telemetry_url: Option<String>,
+
+    /// API key (ingest role) for `--self-telemetry-url`.
+    #[arg(long, env = "TARN_SELF_TELEMETRY_API_KEY", hide_env_values = true)]
+    pub self_telemetry_api_key: Option<String>,
 }
 
 /// Output formats of `tarn query`.
@@ -293,7 +331,13 @@ pub struct QueryArgs {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match crate::config::parse(std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        Err(error) => {
+            eprintln!("tarn: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
     // The graph enables both of rustls' providers (ring through sqlx, aws-lc through the
     // AWS SDK), so rustls cannot pick one on its own: pick ring before any TLS setup.
     let _already_installed = rustls::crypto::ring::default_provider().install_default();
@@ -303,5 +347,6 @@ pub fn main() -> ExitCode {
         Command::Load(args) => crate::load::run(args),
         Command::Maintain(args) => crate::serve::maintain(args),
         Command::Keys(args) => crate::serve::keys(args),
+        Command::Healthcheck(args) => crate::serve::healthcheck(&args),
     }
 }

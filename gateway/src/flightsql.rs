@@ -4,6 +4,7 @@
 //! (it calls `DoGet` directly with a `TicketStatementQuery` holding SQL, and re-runs a
 //! prepared statement's handle as SQL), so any node can run any ticket.
 
+use datafusion::error::DataFusionError;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -186,23 +187,38 @@ impl TarnFlightSql {
         };
         let (started, ready) = tokio::sync::oneshot::channel();
         let (sender, receiver) = tokio::sync::mpsc::channel(2);
-        self.runtime.spawn(async move {
-            match engine.execute(&sql, &options).await {
-                Err(error) => {
-                    let _gone = started.send(Err(error));
-                }
-                Ok(mut stream) => {
-                    if started.send(Ok(stream.schema())).is_err() {
-                        return;
+        let span = tracing::info_span!("query");
+        self.runtime.spawn(tracing::Instrument::instrument(
+            async move {
+                let begun = std::time::Instant::now();
+                match engine.execute(&sql, &options).await {
+                    Err(error) => {
+                        crate::metrics::query("error", begun.elapsed());
+                        let _gone = started.send(Err(error));
                     }
-                    while let Some(batch) = futures::StreamExt::next(&mut stream).await {
-                        if sender.send(batch).await.is_err() {
-                            break;
+                    Ok(mut stream) => {
+                        if started.send(Ok(stream.schema())).is_err() {
+                            return;
                         }
+                        let mut outcome = "ok";
+                        while let Some(batch) = futures::StreamExt::next(&mut stream).await {
+                            if let Err(error) = &batch {
+                                outcome = match error {
+                                    DataFusionError::ResourcesExhausted(_) => "limit",
+                                    _ => "error",
+                                };
+                            }
+                            if sender.send(batch).await.is_err() {
+                                outcome = "cancelled";
+                                break;
+                            }
+                        }
+                        crate::metrics::query(outcome, begun.elapsed());
                     }
                 }
-            }
-        });
+            },
+            span,
+        ));
         let schema = ready
             .await
             .map_err(|_| Status::internal("query task ended early"))?

@@ -101,6 +101,11 @@ impl Ingestor {
         }
     }
 
+    /// Bytes of requests in flight now.
+    pub fn inflight_bytes(&self) -> usize {
+        self.inflight_bytes.load(Ordering::Acquire)
+    }
+
     /// The lakehouse rows go to.
     pub fn lake(&self) -> &Arc<Lakehouse> {
         &self.lake
@@ -179,11 +184,20 @@ impl Ingestor {
     /// rows that name it and recorded in the catalog after they are durable: a crash in
     /// between writes the row again on the retry (a duplicate, folded by compaction), never
     /// loses it.
-    pub async fn ingest(&self, mut normalized: Normalized) -> Result<Rejections, IngestError> {
+    #[tracing::instrument(name = "ingest", skip_all, fields(protocol = protocol))]
+    pub async fn ingest(
+        &self,
+        mut normalized: Normalized,
+        protocol: &'static str,
+    ) -> Result<Rejections, IngestError> {
         let mut rows = Vec::with_capacity(normalized.batches.len() + 2);
+        let mut records: Vec<(&'static str, usize)> = Vec::new();
         for (table, batch) in normalized.batches.drain(..) {
             let batch =
                 batch.map_err(|e| IngestError::Internal(format!("{}: {e}", table.name())))?;
+            if let Some(signal) = crate::metrics::signal_of(table) {
+                records.push((signal, batch.num_rows()));
+            }
             rows.push(TableRows { table, batch });
         }
         let catalog = self.lake.catalog();
@@ -227,6 +241,9 @@ impl Ingestor {
         }
         if !rows.is_empty() {
             self.lake.writer().write(rows).await?;
+            for (signal, count) in records {
+                crate::metrics::ingested(protocol, signal, count);
+            }
         }
         for (process, new) in normalized.processes.iter().zip(new_processes) {
             if new {

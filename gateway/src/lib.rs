@@ -4,9 +4,11 @@
 pub mod auth;
 pub mod cli;
 pub mod clock;
+pub mod config;
 pub mod flightsql;
 pub mod ingest;
 pub mod load;
+pub mod metrics;
 pub mod native;
 pub mod otlp;
 pub mod query;

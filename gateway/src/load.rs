@@ -1,4 +1,7 @@
-//! `tarn load`: drives OTLP load at a running gateway and accounts for every record.
+//! `tarn load`: drives OTLP or native load at a running gateway and accounts for every
+//! record.
+//!
+//! With `--protocol native` it sends Micromegas native blocks instead ([`native`]).
 //!
 //! Two modes. With `--duration-secs` (the default) it cycles 64 pre-encoded requests from
 //! many concurrent callers for a fixed time and measures throughput per gateway CPU-second
@@ -10,7 +13,8 @@
 //! finally asks FlightSQL how many records of this run are in the tables: nothing
 //! acknowledged may be missing.
 
-mod shapes;
+pub mod native;
+pub mod shapes;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -39,12 +43,25 @@ pub enum Transport {
     Http,
 }
 
+/// The protocol to load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Protocol {
+    /// OTLP over `--transport`, one `--signal`.
+    Otlp,
+    /// Micromegas native blocks of mixed events to the native port (`/ingestion/*`).
+    Native,
+}
+
 /// Options of `tarn load`.
 #[derive(Debug, Clone, Args)]
 pub struct LoadArgs {
-    /// Gateway address: host:port of OTLP/gRPC or OTLP/HTTP.
-    #[arg(long, default_value = "127.0.0.1:4317")]
-    pub target: String,
+    /// Gateway address: host:port of OTLP/gRPC or OTLP/HTTP (default 127.0.0.1:4317), or of
+    /// the native port (default 127.0.0.1:9000).
+    #[arg(long)]
+    pub target: Option<String>,
+
+    #[arg(long, value_enum, default_value = "otlp")]
+    pub protocol: Protocol,
 
     #[arg(long, value_enum, default_value = "grpc")]
     pub transport: Transport,
@@ -69,7 +86,11 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 10)]
     pub attributes: usize,
 
-    /// Send exactly this many records, then stop (instead of a timed run).
+    /// Events per native block (even: a thread span is two events).
+    #[arg(long, default_value_t = 10_000)]
+    pub block_events: usize,
+
+    /// Send exactly this many records (native: events), then stop (instead of a timed run).
     #[arg(long)]
     pub total: Option<u64>,
 
@@ -104,6 +125,22 @@ pub struct LoadArgs {
     /// FlightSQL endpoint to count the stored records (grpc://host:port).
     #[arg(long)]
     pub flightsql: Option<String>,
+
+    /// After the load, send this many one-record requests one at a time and time, for each,
+    /// how long after its acknowledgement a query first returns it (needs `--flightsql`).
+    #[arg(long, default_value_t = 0)]
+    pub visibility_probes: usize,
+}
+
+impl LoadArgs {
+    /// The gateway address, defaulted by protocol.
+    pub fn target(&self) -> String {
+        match (&self.target, self.protocol) {
+            (Some(target), _) => target.clone(),
+            (None, Protocol::Otlp) => "127.0.0.1:4317".to_owned(),
+            (None, Protocol::Native) => "127.0.0.1:9000".to_owned(),
+        }
+    }
 }
 
 /// Clock ticks of user + system CPU of a process.
@@ -153,7 +190,7 @@ struct Sender {
 
 impl Sender {
     async fn connect(args: &LoadArgs) -> anyhow::Result<Sender> {
-        let endpoint = format!("http://{}", args.target);
+        let endpoint = format!("http://{}", args.target());
         let mut sender = Sender {
             transport: args.transport,
             endpoint: endpoint.clone(),
@@ -333,11 +370,17 @@ async fn counted_caller(
 }
 
 async fn stored(args: &LoadArgs, flightsql: &str, run_id: &str) -> anyhow::Result<i64> {
+    let sql = format!(
+        "SELECT count(*) AS n FROM {} WHERE service_instance_id = '{run_id}'",
+        args.signal.table()
+    );
+    count(args, flightsql, sql).await
+}
+
+/// Runs a query whose first column of the first row is a count.
+async fn count(args: &LoadArgs, flightsql: &str, sql: String) -> anyhow::Result<i64> {
     let query = QueryArgs {
-        sql: format!(
-            "SELECT count(*) AS n FROM {} WHERE service_instance_id = '{run_id}'",
-            args.signal.table()
-        ),
+        sql,
         url: Some(flightsql.to_owned()),
         format: crate::cli::OutputFormat::Table,
         begin: None,
@@ -349,7 +392,43 @@ async fn stored(args: &LoadArgs, flightsql: &str, run_id: &str) -> anyhow::Resul
     Ok(batch.column(0).as_primitive::<Int64Type>().value(0))
 }
 
+/// Prints the window, the wall throughput and, with the gateway's CPU readings, the records
+/// per gateway CPU-second.
+fn print_throughput(
+    records: &str,
+    window: f64,
+    acked_in_window: u64,
+    cpu_at_start: Option<u64>,
+    cpu_at_end: Option<u64>,
+    cpu_after_drain: Option<u64>,
+) {
+    println!("window             {window:.1} s, {acked_in_window} {records}");
+    println!(
+        "wall throughput    {:.0} {records}/s",
+        acked_in_window as f64 / window
+    );
+    if let (Some(start), Some(end), Some(drained)) = (cpu_at_start, cpu_at_end, cpu_after_drain) {
+        let cpu = (end - start) as f64 * SECONDS_PER_TICK;
+        let cpu_drained = (drained - start) as f64 * SECONDS_PER_TICK;
+        println!(
+            "gateway CPU        {cpu:.2} s in the window ({:.2} cores)",
+            cpu / window
+        );
+        println!(
+            "per gateway CPU-s  {:.0} {records}",
+            acked_in_window as f64 / cpu
+        );
+        println!(
+            "incl. drain        {cpu_drained:.2} CPU-s, {:.0} {records} per CPU-s",
+            acked_in_window as f64 / cpu_drained
+        );
+    }
+}
+
 async fn load(args: LoadArgs) -> anyhow::Result<()> {
+    if args.protocol == Protocol::Native {
+        return native::load(args).await;
+    }
     if args.batch == 0 || args.concurrency == 0 {
         bail!("--batch and --concurrency must be at least 1");
     }
@@ -449,27 +528,14 @@ async fn load(args: LoadArgs) -> anyhow::Result<()> {
         "failed requests    {}",
         counters.failed.load(Ordering::Relaxed)
     );
-    println!("window             {window:.1} s, {acked_in_window} {records}");
-    println!(
-        "wall throughput    {:.0} {records}/s",
-        acked_in_window as f64 / window
+    print_throughput(
+        records,
+        window,
+        acked_in_window,
+        cpu_at_start,
+        cpu_at_end,
+        cpu_after_drain,
     );
-    if let (Some(start), Some(end), Some(drained)) = (cpu_at_start, cpu_at_end, cpu_after_drain) {
-        let cpu = (end - start) as f64 * SECONDS_PER_TICK;
-        let cpu_drained = (drained - start) as f64 * SECONDS_PER_TICK;
-        println!(
-            "gateway CPU        {cpu:.2} s in the window ({:.2} cores)",
-            cpu / window
-        );
-        println!(
-            "per gateway CPU-s  {:.0} {records}",
-            acked_in_window as f64 / cpu
-        );
-        println!(
-            "incl. drain        {cpu_drained:.2} CPU-s, {:.0} {records} per CPU-s",
-            acked_in_window as f64 / cpu_drained
-        );
-    }
     if let Some(flightsql) = &args.flightsql {
         let found = stored(&args, flightsql, &run.run_id).await?;
         let acked = i64::try_from(acked).unwrap_or(i64::MAX);
@@ -478,7 +544,83 @@ async fn load(args: LoadArgs) -> anyhow::Result<()> {
             bail!("{} acknowledged {records} are missing", acked - found);
         }
     }
+    if args.visibility_probes > 0 {
+        let Some(flightsql) = &args.flightsql else {
+            bail!("--visibility-probes needs --flightsql");
+        };
+        probe_visibility(&args, &run, flightsql).await?;
+    }
     Ok(())
+}
+
+/// Sends one-record requests one at a time; after each acknowledgement, queries until the
+/// record is counted. Prints the send→ack and ack→visible percentiles.
+async fn probe_visibility(args: &LoadArgs, run: &Run, flightsql: &str) -> anyhow::Result<()> {
+    let probe = Run {
+        run_id: format!("{}-probe", run.run_id),
+        ..run.clone()
+    };
+    let records = args.signal.records();
+    let mut sender = Sender::connect(args).await?;
+    let mut to_ack = Vec::with_capacity(args.visibility_probes);
+    let mut to_visible = Vec::with_capacity(args.visibility_probes);
+    let mut most_polls = 0usize;
+    let mut expected = 0i64;
+    let sql = format!(
+        "SELECT count(*) AS n FROM {} WHERE service_instance_id = '{}'",
+        args.signal.table(),
+        probe.run_id
+    );
+    for index in 0..args.visibility_probes {
+        let request = shapes::request(&probe, index as u64, 1);
+        let body = encode(&request);
+        let sent = Instant::now();
+        match sender.send(args.signal, &request, &body).await {
+            Outcome::Acknowledged => {}
+            Outcome::Busy => bail!("probe {index} was refused as busy"),
+            Outcome::Failed(error) => bail!("probe {index} failed: {error}"),
+        }
+        let acked = Instant::now();
+        to_ack.push(acked - sent);
+        expected += 1;
+        let mut polls = 0usize;
+        loop {
+            polls += 1;
+            if count(args, flightsql, sql.clone()).await? >= expected {
+                break;
+            }
+            if acked.elapsed() > Duration::from_secs(60) {
+                bail!("probe {index} was acknowledged but not visible after 60 s");
+            }
+        }
+        to_visible.push(acked.elapsed());
+        most_polls = most_polls.max(polls);
+    }
+    let (ack50, ack99) = percentiles(&mut to_ack);
+    let (visible50, visible99) = percentiles(&mut to_visible);
+    println!(
+        "send→ack           p50 {:.1} ms, p99 {:.1} ms ({} probes of one {})",
+        ack50.as_secs_f64() * 1e3,
+        ack99.as_secs_f64() * 1e3,
+        args.visibility_probes,
+        records.trim_end_matches('s'),
+    );
+    println!(
+        "ack→visible        p50 {:.1} ms, p99 {:.1} ms (at most {most_polls} queries until seen)",
+        visible50.as_secs_f64() * 1e3,
+        visible99.as_secs_f64() * 1e3,
+    );
+    Ok(())
+}
+
+/// The 50th and 99th percentiles (nearest rank) of `samples`.
+fn percentiles(samples: &mut [Duration]) -> (Duration, Duration) {
+    samples.sort_unstable();
+    let rank = |quantile: f64| {
+        let index = ((samples.len() as f64 * quantile).ceil() as usize).saturating_sub(1);
+        samples.get(index).copied().unwrap_or_default()
+    };
+    (rank(0.50), rank(0.99))
 }
 
 /// Runs the load; the exit code says whether every acknowledged record was found.

@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::routing::get;
 use tarn_lakehouse::{LakeConfig, Lakehouse};
 use tokio::net::TcpListener;
@@ -24,7 +24,30 @@ use crate::otlp;
 
 /// Runs the server; returns when it has shut down.
 pub fn run(args: ServeArgs) -> ExitCode {
-    init_logging();
+    // Started before logging, so the bridge layer has somewhere to send; dropped (flushed)
+    // after the server has stopped.
+    let _telemetry = match &args.self_telemetry_url {
+        Some(url) => {
+            let mut builder = tarn_tracing::TelemetryBuilder::new()
+                .url(url.clone())
+                .service_name("tarn")
+                .flush_period(std::time::Duration::from_secs(1))
+                // Tarn's own panics are reported by its logging already.
+                .panic_hook(false);
+            if let Some(key) = &args.self_telemetry_api_key {
+                builder = builder.api_key(key.clone());
+            }
+            match builder.start() {
+                Ok(guard) => Some(guard),
+                Err(error) => {
+                    eprintln!("tarn serve: cannot start self-telemetry: {error}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        None => None,
+    };
+    init_logging(_telemetry.is_some());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -58,7 +81,10 @@ pub fn run(args: ServeArgs) -> ExitCode {
     }
 }
 
-fn init_logging() {
+/// Logs on stderr; with `self_telemetry`, logs and spans also go to tarn-tracing.
+fn init_logging(self_telemetry: bool) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("TARN_LOG").unwrap_or_else(|_| {
         // The Delta kernel logs every snapshot at info, and an error when it opens a
         // location that holds no table yet, which is how every table starts.
@@ -66,9 +92,30 @@ fn init_logging() {
             "info,buoyant_kernel=warn,deltalake=warn,deltalake_core=warn,buoyant_kernel::snapshot::builder=off",
         )
     });
-    let _already_set = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    // Colours only for a terminal (and never with NO_COLOR): journald, container logs and
+    // files get plain text.
+    use std::io::IsTerminal as _;
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    // TARN_LOG_FORMAT=json: one JSON object per line, for log pipelines.
+    let json = std::env::var("TARN_LOG_FORMAT").is_ok_and(|format| format == "json");
+    let (plain, structured) = if json {
+        let layer = tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_writer(std::io::stderr);
+        (None, Some(layer))
+    } else {
+        let layer = tracing_subscriber::fmt::layer()
+            .with_ansi(ansi)
+            .with_writer(std::io::stderr);
+        (Some(layer), None)
+    };
+    let bridge = self_telemetry.then(tarn_tracing::TarnLayer::new);
+    let _already_set = tracing_subscriber::registry()
+        .with(filter)
+        .with(plain)
+        .with(structured)
+        .with(bridge)
         .try_init();
 }
 
@@ -148,6 +195,18 @@ fn storage_options_from_env() -> HashMap<String, String> {
 #[derive(Debug, Clone)]
 struct Health {
     lake: Arc<Lakehouse>,
+    ingestor: Arc<Ingestor>,
+}
+
+/// `GET /metrics`: the Prometheus exposition (no key needed, like `/health`).
+async fn metrics(State(health): State<Health>) -> impl axum::response::IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(&health.lake, &health.ingestor),
+    )
 }
 
 async fn health() -> &'static str {
@@ -198,8 +257,41 @@ async fn maintenance_loop(
             _ = stop.changed() => return,
         }
         let log = |message: &str| tracing::info!(target: "tarn::maintenance", "{message}");
-        if let Err(error) = lake.maintain(&options, &holder, &log).await {
+        let pass = lake.maintain(&options, &holder, &log);
+        let pass = tracing::Instrument::instrument(pass, tracing::info_span!("maintenance"));
+        if let Err(error) = pass.await {
             tracing::warn!(%error, "maintenance pass failed; will retry");
+        }
+    }
+}
+
+/// `tarn healthcheck`: GETs the health URL; success is a 2xx within the timeout.
+pub fn healthcheck(args: &crate::cli::HealthcheckArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("tarn healthcheck: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let timeout = std::time::Duration::from_secs_f64(args.timeout_secs.clamp(0.1, 600.0));
+    let outcome = runtime.block_on(async {
+        let client = reqwest::Client::builder().timeout(timeout).build()?;
+        let response = client.get(&args.url).send().await?;
+        anyhow::Ok(response.status())
+    });
+    match outcome {
+        Ok(status) if status.is_success() => ExitCode::SUCCESS,
+        Ok(status) => {
+            eprintln!("tarn healthcheck: {} answered {status}", args.url);
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("tarn healthcheck: {}: {error:#}", args.url);
+            ExitCode::FAILURE
         }
     }
 }
@@ -292,7 +384,7 @@ fn getrandom(buffer: &mut [u8]) -> anyhow::Result<()> {
 
 /// `tarn maintain`: one pass, with progress on stdout.
 pub fn maintain(args: MaintainArgs) -> ExitCode {
-    init_logging();
+    init_logging(false);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -382,8 +474,10 @@ async fn serve(args: ServeArgs, queries: tokio::runtime::Handle) -> anyhow::Resu
     let health_routes = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
         .with_state(Health {
             lake: Arc::clone(&lake),
+            ingestor: Arc::clone(&ingestor),
         });
     // Bodies are limited by the handlers themselves, after decompression.
     let ingest_guard =
@@ -410,7 +504,10 @@ async fn serve(args: ServeArgs, queries: tokio::runtime::Handle) -> anyhow::Resu
         let _closed = rx.wait_for(|stop| *stop).await;
     };
 
-    let flusher = tokio::spawn(Arc::clone(&lake).run_flusher(stop_rx.clone()));
+    // The flusher stops last, after every listener has answered what it received: its final
+    // commit must include the rows of requests that were in flight at the signal.
+    let (flusher_stop, flusher_stop_rx) = watch::channel(false);
+    let flusher = tokio::spawn(Arc::clone(&lake).run_flusher(flusher_stop_rx));
     if args.maintenance_interval_secs > 0.0 {
         let interval = std::time::Duration::from_secs_f64(args.maintenance_interval_secs);
         tokio::spawn(maintenance_loop(
@@ -454,6 +551,9 @@ async fn serve(args: ServeArgs, queries: tokio::runtime::Handle) -> anyhow::Resu
     if !(args.query_timeout_secs.is_finite() && args.query_timeout_secs > 0.0) {
         bail!("--query-timeout-secs must be a positive number of seconds");
     }
+    if !(args.shutdown_drain_secs.is_finite() && args.shutdown_drain_secs >= 0.0) {
+        bail!("--shutdown-drain-secs must be a number of seconds, 0 or more");
+    }
     let limits = crate::flightsql::QueryLimits {
         memory_bytes: Some(args.query_memory_bytes),
         timeout: Some(std::time::Duration::from_secs_f64(args.query_timeout_secs)),
@@ -489,10 +589,31 @@ async fn serve(args: ServeArgs, queries: tokio::runtime::Handle) -> anyhow::Resu
         }
     }
     let _receivers_gone = stop_tx.send(true);
-    while let Some(result) = tasks.join_next().await {
-        result.context("server task")??;
+    // Connections that stay open (a client whose runtime is blocked, an idle stream that
+    // never reads its GOAWAY) must not hold the stop forever.
+    let drain = std::time::Duration::from_secs_f64(args.shutdown_drain_secs);
+    let drained = tokio::time::timeout(drain, async {
+        while let Some(result) = tasks.join_next().await {
+            result.context("server task")??;
+        }
+        anyhow::Ok(())
+    })
+    .await;
+    match drained {
+        Ok(result) => result?,
+        Err(_elapsed) => {
+            tracing::warn!(
+                drain_secs = drain.as_secs_f64(),
+                open_servers = tasks.len(),
+                "connections still open after the drain period: dropping them"
+            );
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
     }
-    // The listeners are closed: commit what is left, then stop the WAL.
+    // The listeners are closed and their requests answered: commit what is left, then
+    // stop the WAL.
+    let _flusher_gone = flusher_stop.send(true);
     flusher.await.context("flusher task")?;
     lake.close();
     lake.catalog().close().await;

@@ -36,6 +36,7 @@ pub enum Error {
 
 impl Error {
     pub fn catalog(message: impl Into<String>) -> Error {
+        crate::metrics::catalog_error();
         Error::Catalog(message.into())
     }
 

@@ -8,6 +8,7 @@
 pub mod catalog;
 pub mod error;
 pub mod maintain;
+pub mod metrics;
 pub mod micromegas;
 pub mod query;
 pub mod rows;

@@ -144,6 +144,11 @@ impl LakeTable {
         &self.url
     }
 
+    /// The object store the table's files live in.
+    pub fn object_store(&self) -> deltalake::logstore::ObjectStoreRef {
+        self.published().table.object_store()
+    }
+
     fn published(&self) -> Published {
         match self.published.read() {
             Ok(published) => published.clone(),
@@ -279,7 +284,13 @@ impl LakeTable {
         let txn = self.app_id.as_ref().map(|app_id| {
             Transaction::new_with_last_update(app_id, seq_i64(last_seq), Some(now_millis()))
         });
-        let version = self.commit_batches(&mut table, &batches, txn).await?;
+        let started = Instant::now();
+        let span = tracing::info_span!("delta_commit", table = self.kind.name(), rows);
+        let committed =
+            tracing::Instrument::instrument(self.commit_batches(&mut table, &batches, txn), span)
+                .await;
+        crate::metrics::delta_commit(self.kind.name(), started.elapsed(), rows, committed.is_ok());
+        let version = committed?;
         if version.is_some() {
             self.publish(table.clone(), last_seq);
         }

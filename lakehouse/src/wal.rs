@@ -305,10 +305,14 @@ impl Writer {
             }
             seqs.push(job_seqs);
         }
+        let started = std::time::Instant::now();
         let result = self
             .file
             .write_all(&bytes)
             .and_then(|()| self.file.sync_data());
+        if result.is_ok() {
+            crate::metrics::wal_sync(started.elapsed(), seqs.iter().map(Vec::len).sum());
+        }
         if let Err(error) = result {
             let message = format!("writing {}: {error}", self.path.display());
             // Cut the partial write off, so later records follow good ones.

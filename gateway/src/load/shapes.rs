@@ -113,7 +113,8 @@ impl Rng {
         Rng(z | 1)
     }
 
-    pub fn next(&mut self) -> u64 {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -122,12 +123,12 @@ impl Rng {
 
     /// Uniform in `0..n` (n > 0).
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.next_u64() % n.max(1)
     }
 
     /// Uniform in [0, 1).
     pub fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// Standard normal (Box-Muller).
@@ -138,7 +139,7 @@ impl Rng {
     }
 
     pub fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| (self.next() >> 56) as u8).collect()
+        (0..n).map(|_| (self.next_u64() >> 56) as u8).collect()
     }
 
     pub fn text(&mut self, n: usize) -> String {
@@ -374,11 +375,12 @@ fn bench_traces(run: &Run, rng: &mut Rng, records: usize) -> Request {
         let region = REGIONS[rng.below(REGIONS.len() as u64) as usize];
         for position in 0..size {
             let service = rng.below(SERVICES);
+            // One verb per route, so a service has exactly NAMES_PER_SERVICE span names.
+            let route = rng.below(NAMES_PER_SERVICE);
             let name = format!(
-                "{} /api/{}/{}",
-                VERBS[rng.below(VERBS.len() as u64) as usize],
+                "{} /api/{}/{route}",
+                VERBS[route as usize % VERBS.len()],
                 service_name(service),
-                rng.below(NAMES_PER_SERVICE)
             );
             // Log-normal around 2 ms, with a long tail.
             let duration = ((2e6f64.ln() + 1.5 * rng.normal()).exp() as u64).max(1_000);

@@ -218,7 +218,7 @@ impl NativeIngest {
         let record = process_record(&info)?;
         let mut normalized = Normalized::default();
         append_native_process(&mut normalized, &record);
-        self.ingestor.ingest(normalized).await?;
+        self.ingestor.ingest(normalized, "native").await?;
         self.drain_pending(&info.process_id, true).await
     }
 
@@ -229,7 +229,7 @@ impl NativeIngest {
         let mut normalized = Normalized::default();
         append_stream_row(&mut normalized.stream_rows, &record);
         normalized.streams.push(record);
-        self.ingestor.ingest(normalized).await?;
+        self.ingestor.ingest(normalized, "native").await?;
         self.drain_pending(&info.stream_id, false).await
     }
 
@@ -346,7 +346,7 @@ impl NativeIngest {
         }
         let mut normalized = Normalized::default();
         rows.into_normalized(&mut normalized);
-        self.ingestor.ingest(normalized).await?;
+        self.ingestor.ingest(normalized, "native").await?;
         let states = [
             (
                 &thread_key,
@@ -441,26 +441,48 @@ fn respond(outcome: Result<(), NativeFailure>) -> Response {
     }
 }
 
+/// Counts a native request: its bytes and how it ended.
+fn counted(kind: &'static str, bytes: usize, response: Response) -> Response {
+    crate::metrics::received("native", kind, bytes);
+    let outcome = crate::metrics::outcome_of_status(response.status().as_u16());
+    crate::metrics::request("native", kind, outcome);
+    response
+}
+
 async fn insert_process(State(native): State<Arc<NativeIngest>>, body: Body) -> Response {
     match read(body).await {
-        Ok(bytes) => respond(native.insert_process(&bytes).await),
-        Err(response) => response,
+        Ok(bytes) => counted(
+            "process",
+            bytes.len(),
+            respond(native.insert_process(&bytes).await),
+        ),
+        Err(response) => counted("process", 0, response),
     }
 }
 
 async fn insert_stream(State(native): State<Arc<NativeIngest>>, body: Body) -> Response {
     match read(body).await {
-        Ok(bytes) => respond(native.insert_stream(&bytes).await),
-        Err(response) => response,
+        Ok(bytes) => counted(
+            "stream",
+            bytes.len(),
+            respond(native.insert_stream(&bytes).await),
+        ),
+        Err(response) => counted("stream", 0, response),
     }
 }
 
 async fn insert_block(State(native): State<Arc<NativeIngest>>, body: Body) -> Response {
-    if let Ok(bytes) = read(body).await {
-        if bytes.is_empty() {
-            return (StatusCode::BAD_REQUEST, "bad request: empty block").into_response();
-        }
-        return respond(native.insert_block(&bytes).await);
+    match read(body).await {
+        Ok(bytes) if bytes.is_empty() => counted(
+            "block",
+            0,
+            (StatusCode::BAD_REQUEST, "bad request: empty block").into_response(),
+        ),
+        Ok(bytes) => counted(
+            "block",
+            bytes.len(),
+            respond(native.insert_block(&bytes).await),
+        ),
+        Err(response) => counted("block", 0, response),
     }
-    (StatusCode::PAYLOAD_TOO_LARGE, "body too large").into_response()
 }

@@ -60,6 +60,23 @@ impl OtlpGrpc {
     }
 
     async fn export<E: Export>(&self, request: E::Request) -> Result<E::Response, Status> {
+        crate::metrics::received("otlp_grpc", E::SIGNAL, request.encoded_len());
+        let result = self.export_inner::<E>(request).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(status) => match status.code() {
+                Code::InvalidArgument => "rejected",
+                Code::ResourceExhausted => "too_large",
+                Code::Unavailable => "throttled",
+                Code::Unauthenticated | Code::PermissionDenied => "unauthorized",
+                _ => "failed",
+            },
+        };
+        crate::metrics::request("otlp_grpc", E::SIGNAL, outcome);
+        result
+    }
+
+    async fn export_inner<E: Export>(&self, request: E::Request) -> Result<E::Response, Status> {
         let _admission = self
             .ingestor
             .admit(request.encoded_len())
@@ -67,7 +84,12 @@ impl OtlpGrpc {
         let now = crate::clock::now_nanos();
         let normalized = E::normalize(&request, now);
         drop(request);
-        let rejections = self.ingestor.ingest(normalized).await.map_err(status_of)?;
+        let rejections = self
+            .ingestor
+            .ingest(normalized, "otlp_grpc")
+            .await
+            .map_err(status_of)?;
+        crate::metrics::rejected_records("otlp_grpc", E::SIGNAL, rejections.count);
         Ok(E::response(&rejections))
     }
 

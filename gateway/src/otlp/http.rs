@@ -236,10 +236,13 @@ async fn export<E: Export>(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match export_inner::<E>(&state, &headers, body).await {
+    let response = match export_inner::<E>(&state, &headers, body).await {
         Ok(response) => response,
         Err(refusal) => refusal.into_response(),
-    }
+    };
+    let outcome = crate::metrics::outcome_of_status(response.status().as_u16());
+    crate::metrics::request("otlp_http", E::SIGNAL, outcome);
+    response
 }
 
 async fn export_inner<E: Export>(
@@ -251,6 +254,7 @@ async fn export_inner<E: Export>(
     let raw = read_body(body, state.max_body_bytes)
         .await
         .map_err(|r| r.in_encoding(encoding))?;
+    crate::metrics::received("otlp_http", E::SIGNAL, raw.len());
     let bytes =
         decode_body(headers, &raw, state.max_body_bytes).map_err(|r| r.in_encoding(encoding))?;
     drop(raw);
@@ -272,9 +276,10 @@ async fn export_inner<E: Export>(
     drop(request);
     let rejections = state
         .ingestor
-        .ingest(normalized)
+        .ingest(normalized, "otlp_http")
         .await
         .map_err(|e| Refusal::from(e).in_encoding(encoding))?;
+    crate::metrics::rejected_records("otlp_http", E::SIGNAL, rejections.count);
     let response = E::response(&rejections);
     let body = match encoding {
         Encoding::Protobuf => response.encode_to_vec(),

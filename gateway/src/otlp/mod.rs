@@ -33,6 +33,8 @@ pub trait Export: Send + Sync + 'static {
     type Response: prost::Message + serde::Serialize + Send + 'static;
     /// The request message's name, for error messages.
     const REQUEST_NAME: &'static str;
+    /// The signal, for metrics.
+    const SIGNAL: &'static str;
     fn normalize(request: &Self::Request, now_nanos: i64) -> Normalized;
     /// The response: full success, or partial success naming the rejected records.
     fn response(rejections: &Rejections) -> Self::Response;
@@ -54,6 +56,7 @@ impl Export for Traces {
     type Request = ExportTraceServiceRequest;
     type Response = ExportTraceServiceResponse;
     const REQUEST_NAME: &'static str = "ExportTraceServiceRequest";
+    const SIGNAL: &'static str = "traces";
 
     fn normalize(request: &Self::Request, now_nanos: i64) -> Normalized {
         traces::normalize(request, now_nanos)
@@ -73,6 +76,7 @@ impl Export for Logs {
     type Request = ExportLogsServiceRequest;
     type Response = ExportLogsServiceResponse;
     const REQUEST_NAME: &'static str = "ExportLogsServiceRequest";
+    const SIGNAL: &'static str = "logs";
 
     fn normalize(request: &Self::Request, now_nanos: i64) -> Normalized {
         logs::normalize(request, now_nanos)
@@ -92,6 +96,7 @@ impl Export for Metrics {
     type Request = ExportMetricsServiceRequest;
     type Response = ExportMetricsServiceResponse;
     const REQUEST_NAME: &'static str = "ExportMetricsServiceRequest";
+    const SIGNAL: &'static str = "metrics";
 
     fn normalize(request: &Self::Request, now_nanos: i64) -> Normalized {
         metrics::normalize(request, now_nanos)

@@ -109,9 +109,13 @@ async fn timed_uniform_load_accounts_for_every_record() {
             "1",
             "--pid",
             &server.pid().to_string(),
+            "--visibility-probes",
+            "5",
         ],
     );
-    // The last line compares what FlightSQL finds with what was acknowledged.
+    // Each probe is counted by a query before the next is sent.
+    assert!(stdout.contains("ack→visible"), "{stdout}");
+    // This line compares what FlightSQL finds with what was acknowledged.
     let stored = stdout
         .lines()
         .find(|line| line.starts_with("stored"))
@@ -123,4 +127,69 @@ async fn timed_uniform_load_accounts_for_every_record() {
     assert_eq!(numbers.len(), 2, "{stored}");
     assert!(numbers[0] >= numbers[1] && numbers[1] > 0, "{stored}");
     assert!(stdout.contains("per gateway CPU-s"), "{stdout}");
+}
+
+#[tokio::test]
+async fn native_load_stores_exactly_what_was_acknowledged() {
+    let server = Server::start_temp(&[]);
+    // 6 blocks of at most 4,000 events from 3 callers: log, metrics, cpu, log, metrics and
+    // a short final block of 1 event that goes to the log stream.
+    let stdout = run_load(
+        &server,
+        &[
+            "--protocol",
+            "native",
+            "--target",
+            &server.native.to_string(),
+            "--total",
+            "20001",
+            "--block-events",
+            "4000",
+            "--concurrency",
+            "3",
+            "--pid",
+            &server.pid().to_string(),
+        ],
+    );
+    assert!(
+        stdout.contains("acknowledged       20001 events"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("per gateway CPU-s"), "{stdout}");
+    let process_id = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("run"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no run line in {stdout}"))
+        .to_owned();
+    let rows =
+        |table: &str| format!("SELECT count(*) FROM {table} WHERE process_id = '{process_id}'");
+    // Logs: 4,000 + 4,000 + 1; metrics: 4,000 + 4,000; spans: 4,000 cpu events = 2,000 spans.
+    assert_eq!(count(&server, &rows("log_entries")).await, 8001);
+    assert_eq!(count(&server, &rows("measures")).await, 8000);
+    assert_eq!(count(&server, &rows("spans")).await, 2000);
+    assert!(
+        stdout.contains("stored             18001 rows (expected 18001)"),
+        "{stdout}"
+    );
+    // Thread spans nest: 1,000 outer spans at depth 0, each around one inner span at depth 1.
+    let inner = count(
+        &server,
+        &format!(
+            "SELECT count(*) FROM spans WHERE process_id = '{process_id}' AND depth = 1 \
+             AND parent_span_id IS NOT NULL"
+        ),
+    )
+    .await;
+    assert_eq!(inner, 1000);
+    // Half the log events carry a formatted message.
+    let formatted = count(
+        &server,
+        &format!(
+            "SELECT count(*) FROM log_entries WHERE process_id = '{process_id}' \
+             AND msg LIKE 'request % handled in % ms'"
+        ),
+    )
+    .await;
+    assert_eq!(formatted, 4000);
 }

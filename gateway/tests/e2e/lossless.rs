@@ -766,7 +766,11 @@ async fn ingest<E: Export>(
         .iter()
         .map(|p| format!("'{}'", p.process_id))
         .collect();
-    fixture.ingestor.ingest(normalized).await.unwrap();
+    fixture
+        .ingestor
+        .ingest(normalized, "otlp_http")
+        .await
+        .unwrap();
     let list = ids.join(", ");
     let mut out = Vec::new();
     for table in tables {

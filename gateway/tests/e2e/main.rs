@@ -9,6 +9,7 @@ mod load;
 mod lossless;
 mod maintenance;
 mod native;
+mod operations;
 mod otlp_data;
 mod protocols;
 mod readers;

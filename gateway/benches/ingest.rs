@@ -1,0 +1,226 @@
+//! Decode + normalize throughput of the ingest paths, in records (events) per second:
+//! `cargo bench -p tarn-gateway --bench ingest`.
+//!
+//! - `otlp/<signal>`: requests of the `uniform` shape of `tarn load` (512 records, 10 string
+//!   attributes of 20 characters each). `decode/<encoding>` is what the OTLP/HTTP route does
+//!   with a body (prost decode, or serde_json for OTLP/JSON); `normalize` is `Export::normalize`
+//!   into Arrow batches; `decode+normalize/<encoding>` both.
+//! - `native/<stream>`: blocks of 10,000 events of `tarn load --protocol native` (logs with and
+//!   without format arguments, integer and float metrics, nested thread span pairs).
+//!   `decode_block` is the CBOR envelope; `normalize` is what the native route does next
+//!   (LZ4, transit records, span pairing, Arrow batches); `decode+normalize` both.
+//!
+//! Neither includes the WAL, the catalog or the HTTP server: see `tarn load` for those.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use prost::Message;
+use tarn_gateway::load::native::{BlockKind, NativeRun, TSC_FREQUENCY};
+use tarn_gateway::load::shapes::{self, LoadSignal, Request, Run, Shape};
+use tarn_gateway::native::normalize::{AsyncState, Clock, Context, ThreadState, normalize_block};
+use tarn_gateway::otlp::{Export, Logs, Metrics, Normalized, Traces};
+use tarn_lakehouse::catalog::ProcessRecord;
+use tarn_lakehouse::rows::Identity;
+use tarn_proto::native::{
+    Block, StreamDecoder, decode_block, decode_process, decode_stream, encode_block,
+    encode_process, encode_stream,
+};
+
+/// Records per OTLP request and string attributes per record (the uniform shape's defaults).
+const RECORDS: usize = 512;
+const ATTRIBUTES: usize = 10;
+/// Events per native block.
+const EVENTS: usize = 10_000;
+/// A fixed "now" (2027-01-15), so runs compare.
+const NOW: i64 = 1_800_000_000_000_000_000;
+
+fn uniform(signal: LoadSignal) -> Request {
+    let run = Run {
+        shape: Shape::Uniform,
+        signal,
+        seed: 1,
+        batch: RECORDS,
+        attributes: ATTRIBUTES,
+        days: 3.0,
+        now: NOW as u64,
+        run_id: "0123456789abcdef0123456789abcdef".to_owned(),
+    };
+    shapes::request(&run, 0, RECORDS)
+}
+
+/// Rows of a normalized request, to check the benchmark measures what it says.
+fn rows(normalized: &Normalized) -> usize {
+    normalized
+        .batches
+        .iter()
+        .map(|(_, batch)| batch.as_ref().map_or(0, |batch| batch.num_rows()))
+        .sum()
+}
+
+fn otlp_signal<E: Export>(c: &mut Criterion, name: &str, request: &E::Request)
+where
+    E::Request: serde::Serialize + PartialEq,
+{
+    let protobuf = request.encode_to_vec();
+    let json = serde_json::to_vec(request).expect("OTLP/JSON encodes");
+    // The JSON body must decode as the route decodes it, to the same request.
+    let from_json: E::Request = serde_json::from_slice(&json).expect("OTLP/JSON decodes");
+    assert!(from_json == *request, "OTLP/JSON round trip");
+    assert_eq!(rows(&E::normalize(request, NOW)), RECORDS, "{name}");
+    println!(
+        "otlp/{name}: {RECORDS} records, protobuf {} bytes, JSON {} bytes",
+        protobuf.len(),
+        json.len()
+    );
+
+    let mut group = c.benchmark_group(format!("otlp/{name}"));
+    group.throughput(Throughput::Elements(RECORDS as u64));
+    group.bench_function("decode/protobuf", |b| {
+        b.iter(|| E::Request::decode(black_box(protobuf.as_slice())).expect("decodes"));
+    });
+    group.bench_function("decode/json", |b| {
+        b.iter(|| serde_json::from_slice::<E::Request>(black_box(&json)).expect("decodes"));
+    });
+    group.bench_function("normalize", |b| {
+        b.iter(|| E::normalize(black_box(request), NOW));
+    });
+    group.bench_function("decode+normalize/protobuf", |b| {
+        b.iter(|| {
+            let request = E::Request::decode(black_box(protobuf.as_slice())).expect("decodes");
+            E::normalize(&request, NOW)
+        });
+    });
+    group.bench_function("decode+normalize/json", |b| {
+        b.iter(|| {
+            let request = serde_json::from_slice::<E::Request>(black_box(&json)).expect("decodes");
+            E::normalize(&request, NOW)
+        });
+    });
+    group.finish();
+}
+
+fn otlp(c: &mut Criterion) {
+    let Request::Traces(traces) = uniform(LoadSignal::Traces) else {
+        panic!("traces expected");
+    };
+    otlp_signal::<Traces>(c, "traces", &traces);
+    let Request::Logs(logs) = uniform(LoadSignal::Logs) else {
+        panic!("logs expected");
+    };
+    otlp_signal::<Logs>(c, "logs", &logs);
+    let Request::Metrics(metrics) = uniform(LoadSignal::Metrics) else {
+        panic!("metrics expected");
+    };
+    otlp_signal::<Metrics>(c, "metrics", &metrics);
+}
+
+/// The process as the native route keeps it (after `insert_process`).
+fn process_record(run: &NativeRun) -> ProcessRecord {
+    let info = decode_process(&encode_process(&run.process_info())).expect("process decodes");
+    ProcessRecord {
+        process_id: info.process_id.clone(),
+        exe: Some(info.exe.clone()),
+        username: Some(info.username.clone()),
+        computer: Some(info.computer.clone()),
+        tsc_frequency: TSC_FREQUENCY,
+        start_time: info.start_time_nanos().expect("start time"),
+        start_ticks: info.start_ticks,
+        service_name: info.properties.get("service.name").cloned(),
+        service_instance_id: info.properties.get("service.instance.id").cloned(),
+        properties: info.properties,
+        source: "native".to_owned(),
+        ..Default::default()
+    }
+}
+
+/// Decodes and normalizes a block as the native route does, with fresh span states.
+fn normalize(
+    decoder: &StreamDecoder,
+    block: &Block,
+    process: &ProcessRecord,
+    identity: &Identity,
+    thread: &[(String, String)],
+) -> Normalized {
+    let context = Context {
+        identity,
+        clock: Clock::new(process, block),
+        insert_time_micros: NOW / 1_000,
+        thread: thread.to_vec(),
+    };
+    let mut thread_state = ThreadState::default();
+    let mut async_state = AsyncState::default();
+    let rows = normalize_block(
+        decoder,
+        block,
+        &context,
+        &mut thread_state,
+        &mut async_state,
+        tarn_gateway::native::MAX_PAYLOAD_BYTES,
+        NOW / 1_000_000_000,
+    )
+    .expect("block normalizes");
+    let mut normalized = Normalized::default();
+    rows.into_normalized(&mut normalized);
+    normalized
+}
+
+fn native(c: &mut Criterion) {
+    let run = NativeRun::new(EVENTS, None, 1);
+    let process = process_record(&run);
+    for (index, kind) in BlockKind::ALL.into_iter().enumerate() {
+        let stream = decode_stream(&encode_stream(&run.stream_info(kind))).expect("stream");
+        let decoder = StreamDecoder::from_stream(&stream);
+        let identity = Identity {
+            process_id: process.process_id.clone(),
+            stream_id: stream.stream_id.clone(),
+            exe: process.exe.clone(),
+            username: process.username.clone(),
+            computer: process.computer.clone(),
+            service_name: process.service_name.clone(),
+            service_instance_id: process.service_instance_id.clone(),
+            ..Default::default()
+        };
+        let thread: Vec<(String, String)> =
+            [("thread-id", "thread.id"), ("thread-name", "thread.name")]
+                .into_iter()
+                .filter_map(|(key, name)| {
+                    stream
+                        .properties
+                        .get(key)
+                        .map(|value| (name.to_owned(), value.clone()))
+                })
+                .collect();
+        // The first block of the stream, at object offset 0 (fresh span states pair it all).
+        let planned = run.plan(index as u64).expect("planned");
+        assert_eq!((planned.kind, planned.object_offset), (kind, 0));
+        let body = encode_block(&run.block(index as u64, &planned));
+        let block = decode_block(&body).expect("block decodes");
+        let stored = rows(&normalize(&decoder, &block, &process, &identity, &thread));
+        assert_eq!(stored as u64, kind.rows(EVENTS as u64), "{kind:?}");
+        let name = kind.stream_kind().tag();
+        println!(
+            "native/{name}: {EVENTS} events, {} bytes encoded, {stored} rows",
+            body.len()
+        );
+
+        let mut group = c.benchmark_group(format!("native/{name}"));
+        group.throughput(Throughput::Elements(EVENTS as u64));
+        group.bench_function("decode_block", |b| {
+            b.iter(|| decode_block(black_box(&body)).expect("decodes"));
+        });
+        group.bench_function("normalize", |b| {
+            b.iter(|| normalize(&decoder, black_box(&block), &process, &identity, &thread));
+        });
+        group.bench_function("decode+normalize", |b| {
+            b.iter(|| {
+                let block = decode_block(black_box(&body)).expect("decodes");
+                normalize(&decoder, &block, &process, &identity, &thread)
+            });
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, otlp, native);
+criterion_main!(benches);
