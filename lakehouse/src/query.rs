@@ -27,7 +27,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::SessionState;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::object_store::ObjectStoreUrl;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_expr::PhysicalExpr;
@@ -424,6 +424,9 @@ pub struct QueryOptions {
 pub struct QueryEngine {
     tables: BTreeMap<TableKind, Arc<LakeTable>>,
     files: Arc<FileCache>,
+    /// Shared by every session: its cache of Parquet footers and page indexes spares each
+    /// statement re-reading them (Delta files never change once written).
+    runtime: Arc<RuntimeEnv>,
 }
 
 /// Each table's file list (with parsed statistics) for its latest Delta version, so a
@@ -534,6 +537,7 @@ impl QueryEngine {
         QueryEngine {
             tables,
             files: Arc::default(),
+            runtime: Arc::new(RuntimeEnv::default()),
         }
     }
 
@@ -552,7 +556,7 @@ impl QueryEngine {
             parquet.enable_page_index = true;
             parquet.bloom_filter_on_read = true;
         }
-        let ctx = SessionContext::new_with_config(config);
+        let ctx = SessionContext::new_with_config_rt(config, Arc::clone(&self.runtime));
         // Table functions that generate rows from nothing are a way to exhaust memory.
         ctx.deregister_udtf("generate_series");
         ctx.deregister_udtf("range");
