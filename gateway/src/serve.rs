@@ -524,6 +524,13 @@ async fn serve(args: ServeArgs, queries: tokio::runtime::Handle) -> anyhow::Resu
     ] {
         let stop = stopped(stop_rx.clone());
         tasks.spawn(async move {
+            // Small answers go out at once: with Nagle's algorithm a response written in two
+            // pieces waits for the client's delayed ACK (40 ms).
+            let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+                if let Err(error) = stream.set_nodelay(true) {
+                    tracing::debug!(%error, "cannot set TCP_NODELAY");
+                }
+            });
             axum::serve(listener, app)
                 .with_graceful_shutdown(stop)
                 .await
@@ -542,7 +549,7 @@ async fn serve(args: ServeArgs, queries: tokio::runtime::Handle) -> anyhow::Resu
             .add_service(logs)
             .add_service(metrics)
             .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(grpc_listener),
+                tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
                 stop,
             )
             .await
@@ -566,7 +573,8 @@ async fn serve(args: ServeArgs, queries: tokio::runtime::Handle) -> anyhow::Resu
             .layer(GrpcAuthLayer::new(auth, Role::Query))
             .add_service(flight)
             .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(flight_listener),
+                tonic::transport::server::TcpIncoming::from(flight_listener)
+                    .with_nodelay(Some(true)),
                 stop,
             )
             .await
