@@ -4,22 +4,29 @@
 //! (it calls `DoGet` directly with a `TicketStatementQuery` holding SQL, and re-runs a
 //! prepared statement's handle as SQL), so any node can run any ticket.
 
+mod params;
+
 use datafusion::error::DataFusionError;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use arrow::datatypes::Schema;
 use arrow::ipc::writer::IpcWriteOptions;
+use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
-use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
+use arrow_flight::sql::metadata::{
+    SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfo, XdbcTypeInfoData, XdbcTypeInfoDataBuilder,
+};
 use arrow_flight::sql::server::FlightSqlService;
+use arrow_flight::sql::server::PeekableFlightDataStream;
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
     ActionCreatePreparedStatementResult, CommandGetCatalogs, CommandGetDbSchemas,
-    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery,
-    CommandStatementQuery, ProstMessageExt, SqlInfo, TicketStatementQuery,
+    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo,
+    CommandPreparedStatementQuery, CommandStatementQuery, DoPutPreparedStatementResult, Nullable,
+    ProstMessageExt, Searchable, SqlInfo, TicketStatementQuery, XdbcDataType,
 };
 use arrow_flight::{
     Action, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, IpcMessage, SchemaAsIpc,
@@ -117,6 +124,7 @@ fn time_range<T>(request: &Request<T>) -> Result<Option<TimeRange>, Status> {
 pub struct TarnFlightSql {
     engine: QueryEngine,
     sql_info: Arc<SqlInfoData>,
+    xdbc_types: Arc<XdbcTypeInfoData>,
     limits: QueryLimits,
     /// Queries run here, apart from the ingest runtime, so heavy SQL cannot stall ingest.
     runtime: tokio::runtime::Handle,
@@ -148,6 +156,7 @@ impl TarnFlightSql {
         Ok(TarnFlightSql {
             engine,
             sql_info: Arc::new(info.build()?),
+            xdbc_types: Arc::new(xdbc_types()?),
             limits,
             runtime,
         })
@@ -169,6 +178,49 @@ impl TarnFlightSql {
         let sql = sql.to_owned();
         self.runtime
             .spawn(async move { engine.schema(&sql, range).await })
+            .await
+            .map_err(|e| Status::internal(format!("planning task failed: {e}")))?
+            .map_err(status_of)
+    }
+
+    /// The result schema of `sql` and the schema of its parameters (`$1`, `$2`, ... in
+    /// order, typed where the statement implies a type, else Null).
+    async fn prepare(
+        &self,
+        sql: &str,
+        range: Option<TimeRange>,
+    ) -> Result<(arrow::datatypes::SchemaRef, Schema), Status> {
+        let engine = self.engine.clone();
+        let sql = sql.to_owned();
+        self.runtime
+            .spawn(async move {
+                let frame = engine.plan(&sql, range).await?;
+                let types = frame
+                    .logical_plan()
+                    .get_parameter_types()
+                    .map_err(from_datafusion)?;
+                let mut names: Vec<(usize, String)> = types
+                    .keys()
+                    .filter_map(|name| {
+                        name.strip_prefix('$')
+                            .and_then(|number| number.parse().ok())
+                            .map(|number: usize| (number, name.clone()))
+                    })
+                    .collect();
+                names.sort();
+                let fields: Vec<arrow::datatypes::Field> = names
+                    .into_iter()
+                    .map(|(_, name)| {
+                        let data_type = types
+                            .get(&name)
+                            .cloned()
+                            .flatten()
+                            .unwrap_or(arrow::datatypes::DataType::Null);
+                        arrow::datatypes::Field::new(name, data_type, true)
+                    })
+                    .collect();
+                Ok((Arc::clone(frame.schema().inner()), Schema::new(fields)))
+            })
             .await
             .map_err(|e| Status::internal(format!("planning task failed: {e}")))?
             .map_err(status_of)
@@ -268,14 +320,57 @@ impl FlightSqlService for TarnFlightSql {
         query: ActionCreatePreparedStatementRequest,
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let schema = self.schema_of(&query.query, time_range(&request)?).await?;
-        let IpcMessage(dataset_schema) =
-            IpcMessage::try_from(SchemaAsIpc::new(&schema, &IpcWriteOptions::default()))
-                .map_err(|e| Status::internal(format!("encoding schema: {e}")))?;
+        // `?` placeholders become `$1`, `$2`, ...: the handle is SQL DataFusion can plan.
+        let sql = params::number_placeholders(&query.query).map_err(Status::invalid_argument)?;
+        let (schema, parameters) = self.prepare(&sql, time_range(&request)?).await?;
+        let ipc = |schema: &Schema| {
+            IpcMessage::try_from(SchemaAsIpc::new(schema, &IpcWriteOptions::default()))
+                .map(|IpcMessage(bytes)| bytes)
+                .map_err(|e| Status::internal(format!("encoding schema: {e}")))
+        };
         Ok(ActionCreatePreparedStatementResult {
-            prepared_statement_handle: query.query.into_bytes().into(),
-            dataset_schema,
-            parameter_schema: Default::default(),
+            prepared_statement_handle: sql.into_bytes().into(),
+            dataset_schema: ipc(&schema)?,
+            parameter_schema: if parameters.fields().is_empty() {
+                Default::default()
+            } else {
+                ipc(&parameters)?
+            },
+        })
+    }
+
+    /// Binds parameters: the new handle is the statement with their values as literals.
+    async fn do_put_prepared_statement_query(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
+        let sql = utf8(&query.prepared_statement_handle)?.to_owned();
+        let mut batches = FlightRecordBatchStream::new_from_flight_data(
+            request.into_inner().map_err(FlightError::from),
+        );
+        let mut parameters: Option<arrow::array::RecordBatch> = None;
+        while let Some(batch) = batches
+            .try_next()
+            .await
+            .map_err(|e| Status::invalid_argument(format!("reading parameters: {e}")))?
+        {
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            if parameters.is_some() || batch.num_rows() > 1 {
+                return Err(Status::invalid_argument(
+                    "a query takes one row of parameters",
+                ));
+            }
+            parameters = Some(batch);
+        }
+        let bound = match parameters {
+            Some(batch) => params::bind(&sql, &batch).map_err(Status::invalid_argument)?,
+            None => sql,
+        };
+        Ok(DoPutPreparedStatementResult {
+            prepared_statement_handle: Some(bound.into_bytes().into()),
         })
     }
 
@@ -479,6 +574,29 @@ impl FlightSqlService for TarnFlightSql {
         Ok(Response::new(one_batch(schema, builder.build())))
     }
 
+    async fn get_flight_info_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.into_builder(&self.xdbc_types).schema();
+        Ok(Response::new(flight_info(
+            &query,
+            &schema,
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let builder = query.into_builder(&self.xdbc_types);
+        let schema = builder.schema();
+        Ok(Response::new(one_batch(schema, builder.build())))
+    }
+
     async fn do_action_fallback(
         &self,
         request: Request<Action>,
@@ -493,4 +611,49 @@ impl FlightSqlService for TarnFlightSql {
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
+
+/// The SQL types of the tables' columns, for GetXdbcTypeInfo.
+fn xdbc_types() -> Result<XdbcTypeInfoData, FlightError> {
+    let mut builder = XdbcTypeInfoDataBuilder::new();
+    let types = [
+        ("BOOLEAN", XdbcDataType::XdbcBit, None, None),
+        ("INTEGER", XdbcDataType::XdbcInteger, Some(10), None),
+        ("BIGINT", XdbcDataType::XdbcBigint, Some(19), None),
+        ("BIGINT UNSIGNED", XdbcDataType::XdbcBigint, Some(20), None),
+        ("DOUBLE", XdbcDataType::XdbcDouble, Some(15), None),
+        ("VARCHAR", XdbcDataType::XdbcVarchar, None, Some("'")),
+        ("BINARY", XdbcDataType::XdbcBinary, None, None),
+        ("DATE", XdbcDataType::XdbcDate, None, Some("DATE '")),
+        (
+            "TIMESTAMP",
+            XdbcDataType::XdbcTimestamp,
+            None,
+            Some("TIMESTAMP '"),
+        ),
+    ];
+    for (name, data_type, precision, prefix) in types {
+        builder.append(XdbcTypeInfo {
+            type_name: name.to_owned(),
+            data_type,
+            column_size: precision,
+            literal_prefix: prefix.map(str::to_owned),
+            literal_suffix: prefix.map(|_| "'".to_owned()),
+            create_params: None,
+            nullable: Nullable::NullabilityNullable,
+            case_sensitive: name == "VARCHAR",
+            searchable: Searchable::Full,
+            unsigned_attribute: precision.map(|_| name.ends_with("UNSIGNED")),
+            fixed_prec_scale: false,
+            auto_increment: None,
+            local_type_name: Some(name.to_owned()),
+            minimum_scale: None,
+            maximum_scale: None,
+            sql_data_type: data_type,
+            datetime_subcode: None,
+            num_prec_radix: precision.map(|_| 10),
+            interval_precision: None,
+        });
+    }
+    builder.build()
 }

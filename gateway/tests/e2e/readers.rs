@@ -129,6 +129,19 @@ async fn flightsql_clients() {
     // ADBC: CreatePreparedStatement, GetFlightInfo, DoGet, metadata.
     let adbc = client(&bin, "adbc_client.py", &[&uri, "query", sql]);
     assert_eq!(column(&adbc, "name"), names, "{adbc}");
+    // Parameters: DoPut binds them, the new handle (SQL text) runs anywhere.
+    let bound = client(
+        &bin,
+        "adbc_client.py",
+        &[
+            &uri,
+            "params",
+            "SELECT name FROM spans WHERE name = ? AND name <> '?' ORDER BY name",
+            "--param",
+            &serde_json::to_string(&names[0]).expect("a JSON string"),
+        ],
+    );
+    assert_eq!(column(&bound, "name"), names[..1].to_vec(), "{bound}");
     let info = client(&bin, "adbc_client.py", &[&uri, "get_info"]);
     assert!(info.to_string().contains("tarn"), "{info}");
     let objects = client(&bin, "adbc_client.py", &[&uri, "get_objects"]);
@@ -159,6 +172,12 @@ async fn flightsql_clients() {
         &[&uri, "command", "GetTables"],
     );
     assert!(catalogs.to_string().contains("spans"), "{catalogs}");
+    let types = client(
+        &bin,
+        "pyarrow_flight_client.py",
+        &[&uri, "command", "GetXdbcTypeInfo"],
+    );
+    assert!(types.to_string().contains("TIMESTAMP"), "{types}");
     let close = client(
         &bin,
         "pyarrow_flight_client.py",
