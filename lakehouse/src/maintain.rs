@@ -233,7 +233,7 @@ async fn compact_group(
         offset += length;
         let (bytes, stats) = tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, String)> {
             let part = sort_for_compaction(&part, kind)?;
-            let properties = writer_properties_unsorted(kind)?;
+            let properties = writer_properties_unsorted(kind, &part)?;
             let mut bytes = Vec::new();
             let mut writer = ArrowWriter::try_new(&mut bytes, part.schema(), Some(properties))?;
             writer.write(&part)?;

@@ -445,7 +445,7 @@ fn encode_files(
                 uuid::Uuid::new_v4()
             );
             let file_schema = part.schema();
-            let properties = writer_properties(kind, &file_schema)?;
+            let properties = writer_properties(kind, &part)?;
             let mut bytes = Vec::new();
             let mut writer = ArrowWriter::try_new(&mut bytes, file_schema, Some(properties))?;
             writer.write(&part)?;
@@ -539,10 +539,10 @@ fn sort_by_time(batch: &RecordBatch, kind: TableKind) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(batch.schema(), columns)?)
 }
 
-/// Parquet writer settings for a table's data files sorted by the time column.
-pub fn writer_properties(kind: TableKind, file_schema: &SchemaRef) -> Result<WriterProperties> {
-    let mut builder = base_writer_properties(kind)?;
-    if let Ok(index) = file_schema.index_of(kind.time_column()) {
+/// Parquet writer settings for `batch` (one file) of a table, sorted by the time column.
+pub fn writer_properties(kind: TableKind, batch: &RecordBatch) -> Result<WriterProperties> {
+    let mut builder = base_writer_properties(kind, batch)?;
+    if let Ok(index) = batch.schema().index_of(kind.time_column()) {
         builder = builder.set_sorting_columns(Some(vec![SortingColumn {
             column_idx: i32::try_from(index).unwrap_or(0),
             descending: false,
@@ -552,13 +552,40 @@ pub fn writer_properties(kind: TableKind, file_schema: &SchemaRef) -> Result<Wri
     Ok(builder.build())
 }
 
-/// Parquet writer settings for files not sorted by time alone (compaction output).
-pub fn writer_properties_unsorted(kind: TableKind) -> Result<WriterProperties> {
-    Ok(base_writer_properties(kind)?.build())
+/// Parquet writer settings for `batch` (one file), not sorted by time alone (compaction
+/// output).
+pub fn writer_properties_unsorted(
+    kind: TableKind,
+    batch: &RecordBatch,
+) -> Result<WriterProperties> {
+    Ok(base_writer_properties(kind, batch)?.build())
+}
+
+/// The most distinct values of `column` in any row group of `batch` (row groups are
+/// consecutive runs of [`ROW_GROUP_ROWS`] rows); a row group's count if the column is not a
+/// string column.
+fn row_group_distinct(batch: &RecordBatch, column: &str) -> usize {
+    let Some(values) = batch
+        .column_by_name(column)
+        .and_then(|values| values.as_string_opt::<i32>())
+    else {
+        return ROW_GROUP_ROWS;
+    };
+    let mut most = 0;
+    let mut start = 0;
+    while start < values.len() {
+        let length = ROW_GROUP_ROWS.min(values.len() - start);
+        let slice = values.slice(start, length);
+        let distinct: std::collections::HashSet<&str> = slice.iter().flatten().collect();
+        most = most.max(distinct.len());
+        start += length;
+    }
+    most
 }
 
 fn base_writer_properties(
     kind: TableKind,
+    batch: &RecordBatch,
 ) -> Result<parquet::file::properties::WriterPropertiesBuilder> {
     let zstd = ZstdLevel::try_new(3)?;
     let mut builder = WriterProperties::builder()
@@ -566,11 +593,15 @@ fn base_writer_properties(
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_statistics_enabled(EnabledStatistics::Page);
     for column in kind.bloom_filter_columns() {
+        // Sized for the ids a row group really holds (a trace's spans share one): a filter
+        // sized for one id per row is ~8 times larger, and a lookup reads every row group's.
+        let distinct = row_group_distinct(batch, column);
+        let ndv = (distinct + distinct / 4).clamp(1_024, ROW_GROUP_ROWS);
         let path = ColumnPath::from(*column);
         builder = builder
             .set_column_bloom_filter_enabled(path.clone(), true)
             .set_column_bloom_filter_fpp(path.clone(), 0.01)
-            .set_column_bloom_filter_max_ndv(path, ROW_GROUP_ROWS as u64);
+            .set_column_bloom_filter_max_ndv(path, ndv as u64);
     }
     Ok(builder)
 }
@@ -651,5 +682,36 @@ fn min_max(column: &dyn Array) -> (Option<Value>, Option<Value>) {
             )
         }
         _ => (None, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::StringArray;
+
+    use super::*;
+
+    fn ids(values: Vec<String>) -> RecordBatch {
+        let column: ArrayRef = Arc::new(StringArray::from(values));
+        RecordBatch::try_from_iter([("trace_id", column)]).expect("one column")
+    }
+
+    #[test]
+    fn bloom_filters_are_sized_by_the_ids_of_the_fullest_row_group() {
+        // Ten spans per trace in the first row group, one per row in the second.
+        let mut values: Vec<String> = (0..ROW_GROUP_ROWS)
+            .map(|row| format!("t{}", row / 10))
+            .collect();
+        values.extend((0..5_000).map(|row| format!("u{row}")));
+        assert_eq!(
+            row_group_distinct(&ids(values), "trace_id"),
+            ROW_GROUP_ROWS / 10 + 1
+        );
+        let few = ids(vec!["a".to_owned(), "a".to_owned(), "b".to_owned()]);
+        assert_eq!(row_group_distinct(&few, "trace_id"), 2);
+        // Not a string column: sized for a row group of distinct values.
+        assert_eq!(row_group_distinct(&few, "missing"), ROW_GROUP_ROWS);
     }
 }
