@@ -1,6 +1,6 @@
 //! Compatibility with real OTLP exporters we did not write: the OpenTelemetry Python SDK
-//! (gRPC, HTTP/protobuf and HTTP/JSON exporters) and the JS SDK (HTTP/JSON), installed at
-//! the pinned versions in `compat-tests/`. Each test checks, through FlightSQL, that what
+//! (gRPC, HTTP/protobuf and HTTP/JSON exporters), the JS SDK (HTTP/JSON) and the Rust
+//! `opentelemetry-otlp` exporter (gRPC), at the pinned versions in `compat-tests/`. Each test checks, through FlightSQL, that what
 //! the exporter sent is in the tables, field by field.
 
 use std::path::PathBuf;
@@ -346,4 +346,72 @@ async fn js_sdk_over_http_json() {
     );
     assert_eq!(int64s(&histograms, "count"), [Some(1)]);
     assert_eq!(float64s(&histograms, "sum"), [Some(12.0)]);
+}
+
+/// The Rust `opentelemetry-otlp` 0.33.1 exporter over gRPC (compat-tests/otlp-rust, built
+/// here by cargo from its own lock file): a span, a log record and a counter.
+#[tokio::test]
+async fn rust_opentelemetry_otlp_over_grpc() {
+    let server = Server::start_temp(&["--flush-interval-secs", "0.5"]);
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    run(Command::new(cargo)
+        .args(["run", "--quiet", "--locked", "--manifest-path"])
+        .arg(compat_dir("otlp-rust").join("Cargo.toml"))
+        .arg("--")
+        .arg(format!("http://{}", server.otlp_grpc))
+        .arg("rust-svc"));
+    let spans = one_batch(
+        &server
+            .query(
+                "SELECT name, kind, scope_name, properties['http.route']['str'] AS route, \
+                 properties['retries']['int'] AS retries FROM spans WHERE service_name = 'rust-svc'",
+            )
+            .await,
+    );
+    assert_eq!(strings(&spans, "name"), [Some("rust-otlp-span".into())]);
+    // SPAN_KIND_INTERNAL, the SDK's default.
+    assert_eq!(strings(&spans, "kind"), [Some("1".into())]);
+    assert_eq!(strings(&spans, "scope_name"), [Some("tarn-compat".into())]);
+    assert_eq!(strings(&spans, "route"), [Some("/compat".into())]);
+    assert_eq!(strings(&spans, "retries"), [Some("3".into())]);
+
+    let logs = one_batch(
+        &server
+            .query(
+                "SELECT msg, severity_number, severity_text, properties['user.id']['int'] AS uid \
+                 FROM log_entries WHERE service_name = 'rust-svc'",
+            )
+            .await,
+    );
+    assert_eq!(
+        strings(&logs, "msg"),
+        [Some("hello from opentelemetry-otlp".into())]
+    );
+    assert_eq!(strings(&logs, "severity_number"), [Some("13".into())]);
+    assert_eq!(strings(&logs, "severity_text"), [Some("WARN".into())]);
+    assert_eq!(strings(&logs, "uid"), [Some("42".into())]);
+
+    let measures = one_batch(
+        &server
+            .query(
+                "SELECT name, metric_type, int_value, is_monotonic, \
+                 properties['route']['str'] AS route FROM measures WHERE service_name = 'rust-svc'",
+            )
+            .await,
+    );
+    assert_eq!(strings(&measures, "name"), [Some("compat.requests".into())]);
+    assert_eq!(strings(&measures, "metric_type"), [Some("sum".into())]);
+    assert_eq!(strings(&measures, "int_value"), [Some("7".into())]);
+    assert_eq!(strings(&measures, "is_monotonic"), [Some("true".into())]);
+    assert_eq!(strings(&measures, "route"), [Some("/compat".into())]);
+
+    let processes = one_batch(
+        &server
+            .query(
+                "SELECT properties['deployment.environment']['str'] AS env FROM processes \
+                 WHERE service_name = 'rust-svc'",
+            )
+            .await,
+    );
+    assert_eq!(strings(&processes, "env"), [Some("compat".into())]);
 }
