@@ -322,6 +322,42 @@ async fn timed_caller(
 /// Failures in a row after which a request is given up (busy refusals do not count).
 const MAX_FAILURES: u32 = 10;
 
+/// The retry policy of one request of a counted run: a busy refusal is waited out (100 ms),
+/// a failure retried after 200 ms, [`MAX_FAILURES`] failures give the request up.
+#[derive(Debug, Default)]
+struct Retry {
+    failures: u32,
+}
+
+impl Retry {
+    /// Counts `outcome` in `busy` or `failed`; `Ok(true)` once acknowledged, `Ok(false)`
+    /// (after the pause) to send again, an error naming `what` once given up.
+    async fn settle(
+        &mut self,
+        outcome: Outcome,
+        busy: &AtomicU64,
+        failed: &AtomicU64,
+        what: impl FnOnce() -> String,
+    ) -> anyhow::Result<bool> {
+        match outcome {
+            Outcome::Acknowledged => return Ok(true),
+            Outcome::Busy => {
+                busy.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Outcome::Failed(error) => {
+                failed.fetch_add(1, Ordering::Relaxed);
+                self.failures += 1;
+                if self.failures >= MAX_FAILURES {
+                    bail!("{} failed {} times, last: {error}", what(), self.failures);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        Ok(false)
+    }
+}
+
 /// A counted caller: takes the next request index until all are sent, and sends each until
 /// acknowledged.
 async fn counted_caller(
@@ -345,25 +381,16 @@ async fn counted_caller(
             Transport::Http => encode(&request),
             Transport::Grpc => Vec::new(),
         };
-        let mut failures = 0;
+        let mut retry = Retry::default();
         loop {
-            match sender.send(args.signal, &request, &body).await {
-                Outcome::Acknowledged => {
-                    counters.acknowledged.fetch_add(records, Ordering::Relaxed);
-                    break;
-                }
-                Outcome::Busy => {
-                    counters.busy.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Outcome::Failed(error) => {
-                    counters.failed.fetch_add(1, Ordering::Relaxed);
-                    failures += 1;
-                    if failures >= MAX_FAILURES {
-                        bail!("request {index} failed {failures} times, last: {error}");
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
+            let outcome = sender.send(args.signal, &request, &body).await;
+            let what = || format!("request {index}");
+            if retry
+                .settle(outcome, &counters.busy, &counters.failed, what)
+                .await?
+            {
+                counters.acknowledged.fetch_add(records, Ordering::Relaxed);
+                break;
             }
         }
     }

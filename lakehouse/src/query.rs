@@ -534,10 +534,17 @@ fn to_datafusion(error: Error) -> DataFusionError {
 
 impl QueryEngine {
     pub fn new(tables: BTreeMap<TableKind, Arc<LakeTable>>) -> QueryEngine {
+        let runtime = Arc::new(RuntimeEnv::default());
+        // Every session reads each table's files through the table's store, registered
+        // once here in the shared runtime.
+        for (kind, table) in &tables {
+            let url = store_url(*kind).expect("tarn://<table name> is a valid URL");
+            runtime.register_object_store(url.as_ref(), table.object_store());
+        }
         QueryEngine {
             tables,
             files: Arc::default(),
-            runtime: Arc::new(RuntimeEnv::default()),
+            runtime,
         }
     }
 
@@ -562,12 +569,6 @@ impl QueryEngine {
         ctx.deregister_udtf("range");
         crate::udf::register(&ctx);
         crate::micromegas::register(&ctx);
-        for kind in self.tables.keys() {
-            if let Some(table) = self.tables.get(kind) {
-                let url = store_url(*kind)?;
-                ctx.register_object_store(url.as_ref(), table.object_store());
-            }
-        }
         let schema = LakeSchema {
             engine: self.clone(),
             range,

@@ -4,7 +4,8 @@ use crate::time::Clock;
 use std::collections::BTreeMap;
 use tarn_proto::native::{ProcessInfo, time::format_rfc3339_nanos};
 
-fn env(names: &[&str]) -> Option<String> {
+/// The first of the environment variables `names` that is set and not blank, trimmed.
+pub(crate) fn env(names: &[&str]) -> Option<String> {
     names
         .iter()
         .filter_map(|n| std::env::var(n).ok())

@@ -93,14 +93,6 @@ impl Default for TelemetryBuilder {
     }
 }
 
-fn env(names: &[&str]) -> Option<String> {
-    names
-        .iter()
-        .filter_map(|n| std::env::var(n).ok())
-        .map(|v| v.trim().to_owned())
-        .find(|v| !v.is_empty())
-}
-
 impl TelemetryBuilder {
     /// Defaults: no destination, filter `info`, console off, flush every 5 s, 64 MiB budget.
     pub fn new() -> Self {
@@ -142,25 +134,28 @@ impl TelemetryBuilder {
     /// Values that do not parse are ignored (with a message on stderr).
     #[must_use]
     pub fn from_env(mut self) -> Self {
-        if let Some(url) = env(&["TARN_TELEMETRY_URL", "MICROMEGAS_TELEMETRY_URL"]) {
+        if let Some(url) = process::env(&["TARN_TELEMETRY_URL", "MICROMEGAS_TELEMETRY_URL"]) {
             self.url = Some(url);
         }
-        if let Some(key) = env(&["TARN_TELEMETRY_API_KEY", "MICROMEGAS_INGESTION_API_KEY"]) {
+        if let Some(key) = process::env(&["TARN_TELEMETRY_API_KEY", "MICROMEGAS_INGESTION_API_KEY"])
+        {
             self.api_key = Some(key);
         }
-        if let Some(filter) = env(&["TARN_TELEMETRY_FILTER"]) {
+        if let Some(filter) = process::env(&["TARN_TELEMETRY_FILTER"]) {
             match filter.parse() {
                 Ok(f) => self.filter = f,
                 Err(e) => eprintln!("tarn-tracing: TARN_TELEMETRY_FILTER ignored: {e}"),
             }
         }
-        if let Some(console) = env(&["TARN_TELEMETRY_CONSOLE"]) {
+        if let Some(console) = process::env(&["TARN_TELEMETRY_CONSOLE"]) {
             match console.parse() {
                 Ok(level) => self.console = level,
                 Err(e) => eprintln!("tarn-tracing: TARN_TELEMETRY_CONSOLE ignored: {e}"),
             }
         }
-        if let Some(period) = env(&["TARN_TELEMETRY_FLUSH_PERIOD", "MICROMEGAS_FLUSH_PERIOD"]) {
+        if let Some(period) =
+            process::env(&["TARN_TELEMETRY_FLUSH_PERIOD", "MICROMEGAS_FLUSH_PERIOD"])
+        {
             match period.parse::<f64>() {
                 Ok(s) if s.is_finite() && s > 0.0 => {
                     self.flush_period = Duration::from_secs_f64(s.min(86_400.0));
@@ -168,7 +163,7 @@ impl TelemetryBuilder {
                 _ => eprintln!("tarn-tracing: flush period `{period}` ignored"),
             }
         }
-        if let Some(bytes) = env(&[
+        if let Some(bytes) = process::env(&[
             "TARN_TELEMETRY_MAX_QUEUE_BYTES",
             "MICROMEGAS_TELEMETRY_HARD_QUEUE_BYTES",
         ]) {
@@ -177,12 +172,14 @@ impl TelemetryBuilder {
                 Err(_) => eprintln!("tarn-tracing: queue budget `{bytes}` ignored"),
             }
         }
-        if let Some(props) = env(&["TARN_PROCESS_PROPERTIES", "MICROMEGAS_PROCESS_PROPERTIES"]) {
+        if let Some(props) =
+            process::env(&["TARN_PROCESS_PROPERTIES", "MICROMEGAS_PROCESS_PROPERTIES"])
+        {
             for (k, v) in process::parse_properties(&props) {
                 self.properties.entry(k).or_insert(v);
             }
         }
-        if let Some(parent) = env(&[
+        if let Some(parent) = process::env(&[
             "TARN_TELEMETRY_PARENT_PROCESS",
             "MICROMEGAS_TELEMETRY_PARENT_PROCESS",
         ]) {

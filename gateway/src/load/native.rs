@@ -41,7 +41,7 @@ use tarn_proto::native::{
 };
 
 use super::shapes::Rng;
-use super::{LoadArgs, MAX_FAILURES, Outcome, SECONDS_PER_TICK, cpu_ticks, print_throughput};
+use super::{LoadArgs, Outcome, Retry, SECONDS_PER_TICK, cpu_ticks, print_throughput};
 
 /// Ticks (nanoseconds: the process says 1 GHz) between two events of a stream.
 pub const TICKS_PER_EVENT: i64 = 1_000;
@@ -406,30 +406,22 @@ impl NativeClient {
         }
     }
 
-    /// Posts until acknowledged; busy refusals are waited out, other failures retried
-    /// [`MAX_FAILURES`] times.
+    /// Posts until acknowledged, under the [`Retry`] policy.
     async fn deliver(
         &self,
         route: &str,
         body: Bytes,
         counters: &NativeCounters,
     ) -> anyhow::Result<()> {
-        let mut failures = 0;
+        let mut retry = Retry::default();
         loop {
-            match self.post(route, body.clone()).await {
-                Outcome::Acknowledged => return Ok(()),
-                Outcome::Busy => {
-                    counters.busy.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Outcome::Failed(error) => {
-                    counters.failed.fetch_add(1, Ordering::Relaxed);
-                    failures += 1;
-                    if failures >= MAX_FAILURES {
-                        bail!("{route} failed {failures} times, last: {error}");
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
+            let outcome = self.post(route, body.clone()).await;
+            let what = || route.to_owned();
+            if retry
+                .settle(outcome, &counters.busy, &counters.failed, what)
+                .await?
+            {
+                return Ok(());
             }
         }
     }
