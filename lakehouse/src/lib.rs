@@ -5,11 +5,14 @@
 //! receives into rows of the canonical tables ([`rows`]), hands them to a
 //! [`writer::TableWriter`], and answers queries through [`query::QueryEngine`].
 
+pub mod bloom;
 pub mod catalog;
 pub mod error;
+pub mod histogram;
 pub mod maintain;
 pub mod metrics;
 pub mod micromegas;
+pub mod percentile;
 pub mod query;
 pub mod rows;
 pub mod schema;

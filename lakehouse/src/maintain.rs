@@ -3,8 +3,8 @@
 //! - **Retention**: whole `date` partitions older than a table's retention are removed
 //!   from the log (a metadata-only delete); vacuum deletes their files later.
 //! - **Compaction**: small files of a partition are merged into files of about the target
-//!   size, sorted by hour, service and time (hour-level time pruning stays, and a service's
-//!   rows sit together for per-service aggregations). The commit removes and adds with
+//!   size, sorted by hour, then clustered (spans by trace, so a lookup by id reads one
+//!   page; other tables by service), then by time: hour-level time pruning stays. The commit removes and adds with
 //!   `dataChange = false`, so it never conflicts with concurrent appends. `processes` rows
 //!   are deduplicated by `process_id` on the way.
 //! - **Checkpoints** and expired-log cleanup keep the Delta log quick to read.
@@ -135,8 +135,18 @@ struct Candidate {
     remove: deltalake::kernel::Remove,
 }
 
-/// Sorts rows by (hour of the event time, service, event time); tables without a
-/// service column by time alone.
+/// What compaction clusters rows by inside each hour of event time. Spans: by trace (then
+/// stream, for native spans without one), so a trace's spans sit together, in one row
+/// group and one or two pages, and a lookup by id reads one page of `trace_id` (the page
+/// index's min/max prunes the rest); the others: by service, for per-service aggregations.
+fn cluster_columns(kind: TableKind) -> &'static [&'static str] {
+    match kind {
+        TableKind::Spans => &["trace_id", "stream_id"],
+        _ => &["service_name"],
+    }
+}
+
+/// Sorts rows by (hour of the event time, [`cluster_columns`], event time).
 fn sort_for_compaction(batch: &RecordBatch, kind: TableKind) -> Result<RecordBatch> {
     let schema = batch.schema();
     let time_index = schema
@@ -152,11 +162,13 @@ fn sort_for_compaction(batch: &RecordBatch, kind: TableKind) -> Result<RecordBat
         values: Arc::new(hours),
         options: Some(SortOptions::default()),
     }];
-    if let Ok(service) = schema.index_of("service_name") {
-        keys.push(SortColumn {
-            values: Arc::clone(batch.column(service)),
-            options: Some(SortOptions::default()),
-        });
+    for column in cluster_columns(kind) {
+        if let Ok(index) = schema.index_of(column) {
+            keys.push(SortColumn {
+                values: Arc::clone(batch.column(index)),
+                options: Some(SortOptions::default()),
+            });
+        }
     }
     keys.push(SortColumn {
         values: Arc::clone(time),
@@ -429,5 +441,54 @@ impl crate::Lakehouse {
         }
         self.catalog().release_lease(LEASE, holder).await?;
         outcome.map(|()| Some(reports))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{StringArray, TimestampMicrosecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+
+    #[test]
+    fn compaction_clusters_spans_by_trace_within_the_hour() {
+        let hour = 3_600_000_000_i64;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(
+                "start_time",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            ),
+            Field::new("trace_id", DataType::Utf8, true),
+            Field::new("service_name", DataType::Utf8, true),
+        ]));
+        let times = [hour + 5, hour + 1, 7, hour + 3, 2, hour + 2];
+        let traces = [Some("b"), Some("b"), Some("z"), None, Some("a"), Some("a")];
+        let services = ["s1", "s2", "s1", "s1", "s2", "s1"];
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(TimestampMicrosecondArray::from(times.to_vec()).with_timezone("UTC")),
+                Arc::new(StringArray::from(traces.to_vec())),
+                Arc::new(StringArray::from(services.to_vec())),
+            ],
+        )
+        .unwrap();
+        let sorted = sort_for_compaction(&batch, TableKind::Spans).unwrap();
+        let times: Vec<i64> = sorted
+            .column(0)
+            .as_primitive::<TimestampMicrosecondType>()
+            .values()
+            .to_vec();
+        let traces: Vec<Option<&str>> = sorted.column(1).as_string::<i32>().iter().collect();
+        // Hour 0: traces a, z; hour 1: spans without a trace first, then a, then b (by time).
+        assert_eq!(
+            traces,
+            [Some("a"), Some("z"), None, Some("a"), Some("b"), Some("b")]
+        );
+        assert_eq!(times, [2, 7, hour + 3, hour + 2, hour + 1, hour + 5]);
+        // Other tables cluster by service instead.
+        let sorted = sort_for_compaction(&batch, TableKind::LogEntries);
+        assert!(sorted.is_err(), "log_entries has no start_time column");
     }
 }

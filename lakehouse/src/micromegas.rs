@@ -6,6 +6,9 @@
 //!   `end`, `duration`, `name`, `target`, `filename`, `line`, plus a root row for the
 //!   thread), `async_events` (one process's async span begin and end events), `log_entries`
 //!   and `measures` (one process's rows); `view_instance(view, 'global')` is the whole table.
+//! - `process_spans(process_id, 'thread' | 'async' | 'both')`: all of a process's spans,
+//!   each thread's call tree (as `thread_spans`) stream by stream, then its async spans,
+//!   with `stream_id` and `thread_name` columns first.
 //! - `log_stats`: log counts per minute, process, level and target.
 //! - `hex_to_int64(text)`: up to 16 hex digits as the bits of a signed 64-bit integer (how
 //!   Micromegas' integer span ids are spelled in Tarn's hex `span_id` columns).
@@ -179,9 +182,7 @@ const NS: &str = "'Timestamp(Nanosecond, Some(\"+00:00\"))'";
 fn thread_spans_sql(stream_id: &str) -> String {
     let stream = quote(stream_id);
     format!(
-        "WITH s AS (SELECT {NATIVE_SPAN_COLUMNS}, \
-            COALESCE(attr_str(properties, 'thread.name') || '-' || attr_str(properties, 'thread.id'), \
-                     attr_str(properties, 'thread.id'), stream_id) AS thread \
+        "WITH s AS (SELECT {NATIVE_SPAN_COLUMNS}, {THREAD_NAME} AS thread \
           FROM spans WHERE stream_id = {stream} AND trace_id IS NULL AND depth IS NOT NULL \
             AND span_id < '8000000000000000') \
         SELECT id, parent, depth, hash, \"begin\", \"end\", duration, name, target, filename, line FROM ( \
@@ -221,6 +222,71 @@ fn async_events_sql(process_id: &str) -> String {
           scope_hash(name, filename, target, line) AS hash, name, filename, target, line \
         FROM ev ORDER BY time, event_type"
     )
+}
+
+static PROCESS_SPANS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = vec![
+        Field::new("stream_id", DataType::Utf8, true),
+        Field::new("thread_name", DataType::Utf8, true),
+    ];
+    fields.extend(THREAD_SPANS.fields().iter().map(|f| f.as_ref().clone()));
+    Arc::new(Schema::new(fields))
+});
+
+/// The thread expression of a native span row: `name-id`, the id, or the stream.
+const THREAD_NAME: &str = "COALESCE(attr_str(properties, 'thread.name') || '-' ||     attr_str(properties, 'thread.id'), attr_str(properties, 'thread.id'), stream_id)";
+
+/// `process_spans(process_id, 'thread' | 'async' | 'both')`: every thread's call tree (each
+/// with its root row, as `thread_spans` has it), stream by stream, then the process's
+/// async spans by begin time (`stream_id` empty, `thread_name` 'async', depth as recorded).
+fn process_spans_sql(process_id: &str, threads: bool, asyncs: bool) -> String {
+    let process = quote(process_id);
+    let thread_rows = format!(
+        "WITH s AS (SELECT {NATIVE_SPAN_COLUMNS}, {THREAD_NAME} AS thread           FROM spans WHERE process_id = {process} AND trace_id IS NULL AND depth IS NOT NULL             AND span_id < '8000000000000000')         SELECT stream_id, thread AS thread_name, hex_to_int64(span_id) - 1 AS id,           COALESCE(hex_to_int64(parent_span_id) - 1, -1) AS parent,           arrow_cast(depth + 1, 'UInt32') AS depth,           scope_hash(name, filename, target, line) AS hash,           arrow_cast(b, {NS}) AS \"begin\", arrow_cast(e, {NS}) AS \"end\",           duration_ns AS duration, name, target, filename, line, 0 AS lane FROM s         UNION ALL         SELECT stream_id, first_value(thread), -1, 0, arrow_cast(0, 'UInt32'),           scope_hash(first_value(thread), '', '', arrow_cast(0, 'UInt32')),           arrow_cast(min(b), {NS}), arrow_cast(max(e), {NS}), max(e) - min(b),           first_value(thread), '', '', arrow_cast(0, 'UInt32'), 0         FROM s GROUP BY stream_id"
+    );
+    let async_rows = format!(
+        "SELECT '' AS stream_id, 'async' AS thread_name,           hex_to_int64(span_id) & 9223372036854775807 AS id,           COALESCE(hex_to_int64(parent_span_id) & 9223372036854775807, 0) AS parent,           arrow_cast(depth, 'UInt32') AS depth,           scope_hash(name, filename, target, line) AS hash,           arrow_cast(b, {NS}) AS \"begin\", arrow_cast(e, {NS}) AS \"end\",           duration_ns AS duration, name, target, filename, line, 1 AS lane         FROM (SELECT {NATIVE_SPAN_COLUMNS} FROM spans           WHERE process_id = {process} AND trace_id IS NULL AND depth IS NOT NULL             AND span_id >= '8000000000000000')"
+    );
+    let parts: Vec<String> = [(threads, thread_rows), (asyncs, async_rows)]
+        .into_iter()
+        .filter_map(|(wanted, sql)| wanted.then(|| format!("SELECT * FROM ({sql})")))
+        .collect();
+    format!(
+        "SELECT stream_id, thread_name, id, parent, depth, hash, \"begin\", \"end\", duration,           name, target, filename, line FROM ({})         ORDER BY lane, stream_id, \"begin\", depth",
+        parts.join(" UNION ALL ")
+    )
+}
+
+/// `process_spans(process_id, span_types)`.
+#[derive(Debug)]
+struct ProcessSpans;
+
+impl TableFunctionImpl for ProcessSpans {
+    fn call(&self, args: &[Expr]) -> Result<Arc<dyn TableProvider>> {
+        let [process, types] = args else {
+            return plan_err!("process_spans(process_id, span_types) takes two arguments");
+        };
+        let process = literal_text(process, "process id")?;
+        let types = literal_text(types, "span types")?;
+        let (threads, asyncs) = match types.as_str() {
+            "thread" => (true, false),
+            "async" => (false, true),
+            "both" => (true, true),
+            _ => return plan_err!("span_types must be 'thread', 'async', or 'both'"),
+        };
+        let metadata = std::collections::HashMap::from([
+            ("tarn.view".to_owned(), format!("process_spans/{types}")),
+            ("tarn.instance".to_owned(), process.clone()),
+        ]);
+        let schema = Arc::new(Schema::new_with_metadata(
+            PROCESS_SPANS.fields().clone(),
+            metadata,
+        ));
+        Ok(Arc::new(InstanceView {
+            sql: process_spans_sql(&process, threads, asyncs),
+            schema,
+        }))
+    }
 }
 
 /// One instance of a view: SQL over the session's tables, planned when scanned (so the
@@ -395,7 +461,7 @@ fn literal_text(expr: &Expr, what: &str) -> Result<String> {
         Expr::Literal(ScalarValue::Utf8(Some(text)), _)
         | Expr::Literal(ScalarValue::LargeUtf8(Some(text)), _)
         | Expr::Literal(ScalarValue::Utf8View(Some(text)), _) => Ok(text.clone()),
-        other => plan_err!("view_instance: the {what} must be a string literal, not {other}"),
+        other => plan_err!("the {what} must be a string literal, not {other}"),
     }
 }
 
@@ -457,6 +523,7 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(hex_to_int64_udf());
     ctx.register_udf(scope_hash_udf());
     ctx.register_udtf("view_instance", Arc::new(ViewInstance));
+    ctx.register_udtf("process_spans", Arc::new(ProcessSpans));
 }
 
 /// The view `name` (one of [`VIEWS`]) planned in `ctx`, or `None` for another name.

@@ -45,6 +45,7 @@ use deltalake::DeltaTable;
 use futures::StreamExt;
 use parking_lot::RwLock;
 
+use crate::bloom::BloomCache;
 use crate::error::{Error, Result};
 use crate::schema::{DATE_COLUMN, TableKind};
 use crate::table::LakeTable;
@@ -212,6 +213,7 @@ pub struct LakeTableProvider {
     store_url: ObjectStoreUrl,
     files: Arc<Vec<PartitionedFile>>,
     fresh: Vec<RecordBatch>,
+    blooms: Arc<BloomCache>,
 }
 
 /// The columns stored in the Parquet files: all but the `date` partition column.
@@ -257,6 +259,7 @@ impl LakeTableProvider {
         files: Arc<Vec<PartitionedFile>>,
         fresh: Vec<RecordBatch>,
         range: Option<TimeRange>,
+        blooms: Arc<BloomCache>,
     ) -> Result<LakeTableProvider> {
         Ok(LakeTableProvider {
             kind,
@@ -266,6 +269,7 @@ impl LakeTableProvider {
             store_url: store_url(kind)?,
             files,
             fresh,
+            blooms,
         })
     }
 
@@ -345,7 +349,17 @@ impl TableProvider for LakeTableProvider {
             .map(|range| range.filter(self.kind.time_column()));
         let mut all_filters = filters.to_vec();
         all_filters.extend(range_filter.clone());
-        let files = self.prune(state, &all_filters);
+        let mut files = self.prune(state, &all_filters);
+        // A lookup by id reads only the row groups whose bloom filter may hold it.
+        for column in self.kind.bloom_filter_columns() {
+            if files.is_empty() {
+                break;
+            }
+            if let Some(values) = crate::bloom::wanted_values(&all_filters, column) {
+                let store = state.runtime_env().object_store(&self.store_url)?;
+                files = self.blooms.select(store, files, column, &values).await;
+            }
+        }
         // The range filters rows too, so a limit applies only after it.
         let limit = if range_filter.is_some() { None } else { limit };
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
@@ -419,11 +433,16 @@ pub struct QueryOptions {
     pub max_rows: Option<usize>,
 }
 
+/// Memory for cached bloom filters (each sized by the ids of its row group).
+const BLOOM_CACHE_BYTES: usize = 256 << 20;
+
 /// Plans and runs SQL against every table: its latest commits and its fresh rows.
 #[derive(Debug, Clone)]
 pub struct QueryEngine {
     tables: BTreeMap<TableKind, Arc<LakeTable>>,
     files: Arc<FileCache>,
+    /// Bloom filters of the id columns, read once per file.
+    blooms: Arc<BloomCache>,
     /// Shared by every session: its cache of Parquet footers and page indexes spares each
     /// statement re-reading them (Delta files never change once written).
     runtime: Arc<RuntimeEnv>,
@@ -444,7 +463,14 @@ struct CachedFiles {
 }
 
 impl FileCache {
-    fn files(&self, kind: TableKind, table: &DeltaTable) -> Arc<Vec<PartitionedFile>> {
+    /// The files of `table`'s current version. A version not seen before also starts
+    /// reading the bloom filters of its files into `blooms`, in the background.
+    fn files(
+        &self,
+        kind: TableKind,
+        table: &DeltaTable,
+        blooms: &Arc<BloomCache>,
+    ) -> Arc<Vec<PartitionedFile>> {
         let version = table.version();
         if let Some(cached) = self.lock().get(&kind)
             && cached.version == version
@@ -452,6 +478,13 @@ impl FileCache {
             return Arc::clone(&cached.files);
         }
         let files = Arc::new(snapshot_files(kind, table));
+        if let Some(column) = kind.bloom_filter_columns().first()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let (blooms, listed, store) =
+                (Arc::clone(blooms), Arc::clone(&files), table.object_store());
+            runtime.spawn(async move { blooms.warm(store, listed, column).await });
+        }
         let cached = CachedFiles {
             version,
             files: Arc::clone(&files),
@@ -497,9 +530,18 @@ impl SchemaProvider for LakeSchema {
             && let Some(table) = self.engine.tables.get(&kind)
         {
             let view = table.view().await.map_err(to_datafusion)?;
-            let files = self.engine.files.files(kind, &view.table);
-            let provider = LakeTableProvider::new(kind, files, view.fresh, self.range)
-                .map_err(to_datafusion)?;
+            let files = self
+                .engine
+                .files
+                .files(kind, &view.table, &self.engine.blooms);
+            let provider = LakeTableProvider::new(
+                kind,
+                files,
+                view.fresh,
+                self.range,
+                Arc::clone(&self.engine.blooms),
+            )
+            .map_err(to_datafusion)?;
             return Ok(Some(Arc::new(provider)));
         }
         if crate::micromegas::VIEWS.contains(&name) {
@@ -544,6 +586,7 @@ impl QueryEngine {
         QueryEngine {
             tables,
             files: Arc::default(),
+            blooms: Arc::new(BloomCache::new(BLOOM_CACHE_BYTES)),
             runtime,
         }
     }
@@ -569,6 +612,8 @@ impl QueryEngine {
         ctx.deregister_udtf("range");
         crate::udf::register(&ctx);
         crate::micromegas::register(&ctx);
+        crate::histogram::register(&ctx);
+        crate::percentile::register(&ctx);
         let schema = LakeSchema {
             engine: self.clone(),
             range,
