@@ -375,6 +375,69 @@ async fn check_micromegas_views(server: &Server, version: &str, exe: &str, modul
         ))
         .await);
     assert_eq!(int(&stats, "stats"), int(&stats, "logs"));
+    // process_spans: every stream's call tree (with its root row), then the async spans.
+    let by_stream = one(&server
+        .query(&format!(
+            "SELECT stream_id, thread_name, count(*) AS n, min(depth) AS low, \
+                    sum(CASE WHEN id = -1 THEN 1 ELSE 0 END) AS roots \
+                 FROM process_spans('{process}', 'thread') GROUP BY 1, 2 ORDER BY 1"
+        ))
+        .await);
+    assert_eq!(
+        strings(&by_stream, "stream_id"),
+        strings(&streams, "stream_id"),
+        "{version}: process_spans streams"
+    );
+    let with_roots: Vec<i64> = counts.iter().map(|n| n + 1).collect();
+    assert_eq!(int(&by_stream, "n"), with_roots, "{version}");
+    assert!(int(&by_stream, "roots").iter().all(|roots| *roots == 1));
+    assert!(int(&by_stream, "low").iter().all(|low| *low == 0));
+    assert!(
+        strings(&by_stream, "thread_name")
+            .iter()
+            .all(|name| !name.is_empty())
+    );
+    let both = one(&server
+        .query(&format!(
+            "SELECT stream_id, thread_name, name, depth FROM process_spans('{process}', 'both')"
+        ))
+        .await);
+    let lanes = strings(&both, "thread_name");
+    assert_eq!(lanes.len() as i64, with_roots.iter().sum::<i64>() + 5);
+    // The async spans: their own lane, no stream.
+    let asyncs: Vec<usize> = (0..lanes.len()).filter(|&i| lanes[i] == "async").collect();
+    assert_eq!(asyncs.len(), 5, "{version}: async rows");
+    let (stream_ids, names) = (strings(&both, "stream_id"), strings(&both, "name"));
+    assert!(asyncs.iter().all(|&i| stream_ids[i].is_empty()));
+    assert!(
+        asyncs
+            .iter()
+            .all(|&i| names[i] == format!("{module}::acc_async_leaf"))
+    );
+    // The notebook query: lanes in order, each by begin time.
+    let notebook = one(&server
+        .query(&format!(
+            "SELECT id, parent, name, begin, \"end\", depth, thread_name AS lane \
+                 FROM process_spans('{process}', 'both') ORDER BY lane, begin"
+        ))
+        .await);
+    assert_eq!(notebook.num_rows(), lanes.len());
+    // The documented query.
+    let documented = one(&server
+        .query(&format!(
+            "SELECT thread_name, name, AVG(duration) / 1000000.0 as avg_ms \
+                 FROM process_spans('{process}', 'both') WHERE depth = 0 \
+                 GROUP BY thread_name, name ORDER BY avg_ms DESC"
+        ))
+        .await);
+    assert!(documented.num_rows() > 0);
+    let error = server
+        .try_query(&format!(
+            "SELECT * FROM process_spans('{process}', 'threads')"
+        ))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("span_types must be"), "{error}");
     let error = server
         .try_query("SELECT * FROM view_instance('thread_spans', 'global')")
         .await
