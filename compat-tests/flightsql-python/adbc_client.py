@@ -18,6 +18,8 @@ usage: adbc_client.py URI CALL [ARG] [--param JSON]... [--begin VALUE] [--end VA
                               "num_rows": N} or {"ok": false, "error": "..."}
   --begin/--end  sent verbatim as the query_range_begin/query_range_end headers on every
                  call (db_kwargs adbc.flight.sql.rpc.call_header.*)
+  --tls-root-certs FILE  PEM certificates to trust, for a grpc+tls:// URI
+                 (adbc.flight.sql.client_option.tls_root_certs)
 
 The JSON line: {"client", "call", "columns", "types", "num_rows", "rows", "warnings"}
 (get_info: rows are [info_name, value] pairs); on failure {"client", "call", "error",
@@ -37,8 +39,11 @@ from common import arrow_result, emit, error_text, jsonable
 HEADER = adbc_driver_flightsql.DatabaseOptions.RPC_CALL_HEADER_PREFIX.value
 
 
-def connect(uri, begin, end):
+def connect(uri, begin, end, tls_root_certs=None):
     db_kwargs = {HEADER + "query_range_" + k: v for k, v in (("begin", begin), ("end", end)) if v}
+    if tls_root_certs:
+        with open(tls_root_certs, encoding="ascii") as pem:
+            db_kwargs[adbc_driver_flightsql.DatabaseOptions.TLS_ROOT_CERTS.value] = pem.read()
     return adbc_driver_flightsql.dbapi.connect(uri, db_kwargs=db_kwargs, autocommit=True)
 
 
@@ -95,12 +100,13 @@ def main():
     parser.add_argument("--param", action="append", default=[], type=json.loads)
     parser.add_argument("--begin")
     parser.add_argument("--end")
+    parser.add_argument("--tls-root-certs")
     args = parser.parse_args()
     head = {"client": "adbc_driver_flightsql", "call": args.call}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            with connect(args.uri, args.begin, args.end) as conn:
+            with connect(args.uri, args.begin, args.end, args.tls_root_certs) as conn:
                 if args.call == "survey":
                     result = survey(conn)
                 else:

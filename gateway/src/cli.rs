@@ -18,7 +18,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gateway: OTLP and native ingestion, FlightSQL queries.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run one SQL query against a FlightSQL endpoint and print the result.
     Query(QueryArgs),
     /// Drive OTLP load at a gateway, measure it, and check nothing acknowledged is lost.
@@ -45,6 +45,10 @@ pub struct HealthcheckArgs {
     /// Seconds to wait for the answer.
     #[arg(long, default_value_t = 3.0)]
     pub timeout_secs: f64,
+
+    /// PEM certificate to trust for an `https://` URL (a self-signed gateway's own).
+    #[arg(long, env = "TARN_HEALTHCHECK_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Options of `tarn keys`.
@@ -281,6 +285,15 @@ pub struct ServeArgs {
     #[arg(long, env = "TARN_INSECURE_NO_AUTH")]
     pub insecure_no_auth: bool,
 
+    /// PEM certificate chain (leaf first): every listener then speaks TLS only (with
+    /// `--tls-key`).
+    #[arg(long, env = "TARN_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of `--tls-cert` (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "TARN_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// Send Tarn's own logs and spans (with tarn-tracing, over the native protocol) to this
     /// gateway: another Tarn's native port (`http://tarn-ops:9000`) or this one's own.
     #[arg(long, env = "TARN_SELF_TELEMETRY_URL")]
@@ -342,7 +355,7 @@ pub fn main() -> ExitCode {
     // AWS SDK), so rustls cannot pick one on its own: pick ring before any TLS setup.
     let _already_installed = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
-        Command::Serve(args) => crate::serve::run(args),
+        Command::Serve(args) => crate::serve::run(*args),
         Command::Query(args) => crate::query::run(args),
         Command::Load(args) => crate::load::run(args),
         Command::Maintain(args) => crate::serve::maintain(args),

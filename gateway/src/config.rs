@@ -138,7 +138,7 @@ mod tests {
         args.push(format!("--config={}", file.display()).into());
         args.extend(argv.iter().map(OsString::from));
         match parse(args)?.command {
-            Command::Serve(serve) => Ok(serve),
+            Command::Serve(serve) => Ok(*serve),
             _ => bail!("not serve"),
         }
     }

@@ -13,3 +13,4 @@ pub mod native;
 pub mod otlp;
 pub mod query;
 pub mod serve;
+pub mod tls;

@@ -279,7 +279,12 @@ pub fn healthcheck(args: &crate::cli::HealthcheckArgs) -> ExitCode {
     };
     let timeout = std::time::Duration::from_secs_f64(args.timeout_secs.clamp(0.1, 600.0));
     let outcome = runtime.block_on(async {
-        let client = reqwest::Client::builder().timeout(timeout).build()?;
+        let mut builder = reqwest::Client::builder().timeout(timeout);
+        if let Some(path) = &args.ca_cert {
+            let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
+        }
+        let client = builder.build()?;
         let response = client.get(&args.url).send().await?;
         anyhow::Ok(response.status())
     });
@@ -458,6 +463,11 @@ async fn serve(args: ServeArgs, queries: tokio::runtime::Handle) -> anyhow::Resu
         Auth::disabled()
     };
 
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::Tls::load(cert, key)?),
+        (None, None) => None,
+        _ => bail!("--tls-cert and --tls-key go together"),
+    };
     let grpc_listener = bind(&args, args.otlp_grpc_port, "OTLP/gRPC").await?;
     let http_listener = bind(&args, args.otlp_http_port, "OTLP/HTTP").await?;
     let native_listener = bind(&args, args.native_port, "native ingestion").await?;
@@ -523,7 +533,14 @@ async fn serve(args: ServeArgs, queries: tokio::runtime::Handle) -> anyhow::Resu
         ("native", native_listener, native_app),
     ] {
         let stop = stopped(stop_rx.clone());
+        let tls = tls.clone();
         tasks.spawn(async move {
+            if let Some(tls) = tls {
+                return axum::serve(tls.incoming(listener)?, app)
+                    .with_graceful_shutdown(stop)
+                    .await
+                    .with_context(|| format!("{name} server"));
+            }
             // Small answers go out at once: with Nagle's algorithm a response written in two
             // pieces waits for the client's delayed ACK (40 ms).
             let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
@@ -541,19 +558,31 @@ async fn serve(args: ServeArgs, queries: tokio::runtime::Handle) -> anyhow::Resu
         otlp::grpc::OtlpGrpc::new(Arc::clone(&ingestor)).services(args.grpc_max_message_bytes);
     let stop = stopped(stop_rx.clone());
     let ingest_auth = auth.clone();
+    let grpc_tls = tls.clone();
     tasks.spawn(async move {
-        tonic::transport::Server::builder()
+        let router = tonic::transport::Server::builder()
             .layer(otlp::grpc::ResourceExhaustedLayer)
             .layer(GrpcAuthLayer::new(ingest_auth, Role::Ingest))
             .add_service(traces)
             .add_service(logs)
-            .add_service(metrics)
-            .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
-                stop,
-            )
-            .await
-            .context("OTLP/gRPC server")
+            .add_service(metrics);
+        match grpc_tls {
+            Some(tls) => {
+                router
+                    .serve_with_incoming_shutdown(tls.incoming(grpc_listener)?.into_stream(), stop)
+                    .await
+            }
+            None => {
+                router
+                    .serve_with_incoming_shutdown(
+                        tonic::transport::server::TcpIncoming::from(grpc_listener)
+                            .with_nodelay(Some(true)),
+                        stop,
+                    )
+                    .await
+            }
+        }
+        .context("OTLP/gRPC server")
     });
     if !(args.query_timeout_secs.is_finite() && args.query_timeout_secs > 0.0) {
         bail!("--query-timeout-secs must be a positive number of seconds");
@@ -568,24 +597,38 @@ async fn serve(args: ServeArgs, queries: tokio::runtime::Handle) -> anyhow::Resu
     };
     let flight = TarnFlightSql::new(lake.query_engine(), limits, queries)?.into_server();
     let stop = stopped(stop_rx.clone());
+    let tls_on = tls.is_some();
     tasks.spawn(async move {
-        tonic::transport::Server::builder()
+        let router = tonic::transport::Server::builder()
             .layer(GrpcAuthLayer::new(auth, Role::Query))
-            .add_service(flight)
-            .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(flight_listener)
-                    .with_nodelay(Some(true)),
-                stop,
-            )
-            .await
-            .context("FlightSQL server")
+            .add_service(flight);
+        match tls {
+            Some(tls) => {
+                router
+                    .serve_with_incoming_shutdown(
+                        tls.incoming(flight_listener)?.into_stream(),
+                        stop,
+                    )
+                    .await
+            }
+            None => {
+                router
+                    .serve_with_incoming_shutdown(
+                        tonic::transport::server::TcpIncoming::from(flight_listener)
+                            .with_nodelay(Some(true)),
+                        stop,
+                    )
+                    .await
+            }
+        }
+        .context("FlightSQL server")
     });
 
     let startup_ms = started.elapsed().as_millis();
-    tracing::info!(%grpc_addr, %http_addr, %native_addr, %flight_addr, startup_ms, "tarn is ready");
+    tracing::info!(%grpc_addr, %http_addr, %native_addr, %flight_addr, startup_ms, tls = tls_on, "tarn is ready");
     // A machine-readable line on stdout, so scripts and tests learn the bound ports.
     println!(
-        "tarn ready otlp_grpc={grpc_addr} otlp_http={http_addr} native={native_addr} flightsql={flight_addr} startup_ms={startup_ms}"
+        "tarn ready otlp_grpc={grpc_addr} otlp_http={http_addr} native={native_addr} flightsql={flight_addr} startup_ms={startup_ms} tls={tls_on}"
     );
 
     tokio::select! {

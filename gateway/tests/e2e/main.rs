@@ -14,5 +14,6 @@ mod otlp_data;
 mod protocols;
 mod readers;
 mod slt;
+mod tls;
 mod tools;
 mod traces;
