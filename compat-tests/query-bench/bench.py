@@ -544,7 +544,7 @@ def ts_literal(dt):
     return f"TIMESTAMP '{dt.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
 
 
-def build_queries(now, day, trace_id):
+def build_queries(now, day, trace_id, other_traces=()):
     """The five canonical queries q1-q5 (issue 6, shared/reference/query-anchor.md) and a
     baseline q0 (`SELECT 1`: what a statement costs before any data is read), as
     (key, title, tarn SQL, duckdb SQL, {compare options}). The SQL is the same in both
@@ -566,6 +566,11 @@ def build_queries(now, day, trace_id):
          p99.format(f="approx_percentile_cont(duration_ns, 0.99)"),
          p99.format(f="approx_quantile(duration_ns, 0.99)"), {"approx": "p99"}),
         ("q3", "all spans of one trace", q3, q3, {"unordered_ties": True}),
+        # The same lookup, another trace each round (spread over the data's time range), so
+        # no engine answers from what the previous round read.
+        ("q3b", "all spans of one trace, another trace each round", q3, q3,
+         {"unordered_ties": True,
+          "rounds_sql": [q3.replace(trace_id, other) for other in other_traces]}),
         ("q4", "cpu.utilization avg per minute, last hour", q4, q4, {}),
         ("q5", "top 20 slowest spans", q5, q5, {"unordered_ties": True}),
     ]
@@ -726,13 +731,23 @@ def _run_benchmark(args, server, conn, duck):
     if trace.num_rows == 0:
         raise BenchError("no span with a trace_id after the middle of the data")
     trace_id = trace.column(0)[0].as_py()
+    # q3b's traces: one starting after each of the 20 evenly spaced points in time.
+    other_traces = []
+    for i in range(1, 21):
+        point = first + (now - first) * (i / 21)
+        found = duckdb_query(duck, f"SELECT trace_id FROM spans WHERE trace_id IS NOT NULL AND "
+                                   f"start_time >= {ts_literal(point)} AND trace_id <> '{trace_id}' "
+                                   f"ORDER BY start_time LIMIT 1", t)
+        if found.num_rows:
+            other_traces.append(found.column(0)[0].as_py())
     setup = {"now": now.isoformat(sep=" "), "first": first.isoformat(sep=" "), "spans": n,
              "q2_day": day.isoformat(), "trace_id": trace_id}
     log(f"now = max(start_time) = {now}; q2 day {day}; trace {trace_id}")
 
     setup["loadavg_before"] = loadavg()
     results = []
-    for key, title, tarn_sql, duck_sql, opts in build_queries(now, day.isoformat(), trace_id):
+    for key, title, tarn_sql, duck_sql, opts in build_queries(now, day.isoformat(), trace_id,
+                                                              other_traces):
         if args.only and key not in args.only:
             continue
         res = {"query": key, "title": title, "tarn_sql": tarn_sql, "duckdb_sql": duck_sql,
@@ -741,18 +756,18 @@ def _run_benchmark(args, server, conn, duck):
         results.append(res)
         log(f"{key} ({title}): warm-up")
 
-        def time_tarn():
+        def time_tarn(sql=tarn_sql):
             c0, s0, w0 = cpu_ticks(server.pid), self_cpu(), time.perf_counter()
-            table = tarn_query(conn, tarn_sql, t)
+            table = tarn_query(conn, sql, t)
             w1, s1, c1 = time.perf_counter(), self_cpu(), cpu_ticks(server.pid)
             res["tarn_ms"].append((w1 - w0) * 1000)
             res["tarn_cpu_s"].append((c1 - c0) * TICK_SECONDS)
             res["tarn_client_cpu_s"].append(s1 - s0)  # ADBC driver + Arrow import, in this process
             return table
 
-        def time_duck():
+        def time_duck(sql=duck_sql):
             c0, w0 = self_cpu(), time.perf_counter()
-            table = duckdb_query(duck, duck_sql, t)
+            table = duckdb_query(duck, sql, t)
             w1, c1 = time.perf_counter(), self_cpu()
             res["duckdb_ms"].append((w1 - w0) * 1000)
             res["duckdb_cpu_s"].append(c1 - c0)
@@ -786,12 +801,16 @@ def _run_benchmark(args, server, conn, duck):
         res["warmup_duckdb_ms"] = res["duckdb_ms"][:1]
         for k in ("tarn_ms", "duckdb_ms", "tarn_cpu_s", "duckdb_cpu_s", "tarn_client_cpu_s"):
             res[k] = []
+        per_round = opts.get("rounds_sql") or []
         for r in range(args.rounds):
             order = (time_tarn, time_duck) if r % 2 == 0 else (time_duck, time_tarn)
             for f in order:
                 if f is time_tarn and "error" in res:
                     continue
-                f()
+                if per_round:  # the same statement for both engines in a round
+                    f(per_round[r % len(per_round)])
+                else:
+                    f()
         summarize(res)
         log(f"{key}: duckdb {fmt_ms(res.get('duckdb_median_ms'))} ms, tarn {fmt_ms(res.get('tarn_median_ms'))} ms")
     setup["loadavg_after"] = loadavg()
