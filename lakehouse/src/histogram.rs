@@ -271,7 +271,7 @@ fn scalar(histogram: Option<&Histogram>) -> ScalarValue {
     ScalarValue::Struct(Arc::new(to_array(&[histogram.cloned()])))
 }
 
-/// What `make_histogram`'s bounds are: known from literals, or taken from the first row.
+/// The histogram of `make_histogram` or `sum_histograms` so far.
 #[derive(Debug)]
 struct HistogramAccumulator {
     histogram: Option<Histogram>,
@@ -289,6 +289,20 @@ impl HistogramAccumulator {
         }
         Ok(())
     }
+}
+
+/// `make_histogram`'s start, end and number of bins as numbers.
+fn bounds(start: &ScalarValue, end: &ScalarValue, bins: &ScalarValue) -> Result<(f64, f64, i64)> {
+    let as_f64 = |value: &ScalarValue| value.cast_to(&DataType::Float64);
+    let (ScalarValue::Float64(Some(start)), ScalarValue::Float64(Some(end))) =
+        (as_f64(start)?, as_f64(end)?)
+    else {
+        return exec_err!("make_histogram: the bounds must be numbers");
+    };
+    let ScalarValue::Int64(Some(bins)) = bins.cast_to(&DataType::Int64)? else {
+        return exec_err!("make_histogram: the number of bins must be an integer");
+    };
+    Ok((start, end, bins))
 }
 
 fn first_param(array: &ArrayRef, what: &str) -> Result<ScalarValue> {
@@ -310,18 +324,11 @@ impl Accumulator for HistogramAccumulator {
         if values.is_empty() {
             return Ok(());
         }
-        let start = first_param(start, "start")?;
-        let end = first_param(end, "end")?;
-        let bins = first_param(bins, "number of bins")?;
-        let as_f64 = |value: &ScalarValue| value.cast_to(&DataType::Float64);
-        let (ScalarValue::Float64(Some(start)), ScalarValue::Float64(Some(end))) =
-            (as_f64(&start)?, as_f64(&end)?)
-        else {
-            return exec_err!("make_histogram: the bounds must be numbers");
-        };
-        let ScalarValue::Int64(Some(bins)) = bins.cast_to(&DataType::Int64)? else {
-            return exec_err!("make_histogram: the number of bins must be an integer");
-        };
+        let (start, end, bins) = bounds(
+            &first_param(start, "start")?,
+            &first_param(end, "end")?,
+            &first_param(bins, "number of bins")?,
+        )?;
         let histogram = match &mut self.histogram {
             Some(histogram) => {
                 if histogram.start != start
@@ -393,11 +400,7 @@ impl AggregateUDFImpl for HistogramAggregate {
                     .map(|l| l.value().clone())
             };
             if let (Some(start), Some(end), Some(bins)) = (literal(0), literal(1), literal(2))
-                && let (Ok(ScalarValue::Float64(Some(start))), Ok(ScalarValue::Float64(Some(end)))) = (
-                    start.cast_to(&DataType::Float64),
-                    end.cast_to(&DataType::Float64),
-                )
-                && let Ok(ScalarValue::Int64(Some(bins))) = bins.cast_to(&DataType::Int64)
+                && let Ok((start, end, bins)) = bounds(&start, &end, &bins)
             {
                 histogram = Some(Histogram::new(start, end, bins)?);
             }

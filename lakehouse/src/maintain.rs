@@ -487,7 +487,7 @@ mod tests {
             [Some("a"), Some("z"), None, Some("a"), Some("b"), Some("b")]
         );
         assert_eq!(times, [2, 7, hour + 3, hour + 2, hour + 1, hour + 5]);
-        // Other tables cluster by service instead.
+        // Each table sorts by its own time column, which must be there.
         let sorted = sort_for_compaction(&batch, TableKind::LogEntries);
         assert!(sorted.is_err(), "log_entries has no start_time column");
     }

@@ -179,36 +179,52 @@ const NATIVE_SPAN_COLUMNS: &str = "span_id, parent_span_id, depth, name, stream_
 
 const NS: &str = "'Timestamp(Nanosecond, Some(\"+00:00\"))'";
 
-fn thread_spans_sql(stream_id: &str) -> String {
-    let stream = quote(stream_id);
+/// The native spans matching `filter`: thread spans (ids below 2^63) or async spans (ids
+/// with the top bit set), as a `FROM ... WHERE ...` clause.
+fn native_spans(filter: &str, asynchronous: bool) -> String {
+    let ids = if asynchronous { ">=" } else { "<" };
     format!(
-        "WITH s AS (SELECT {NATIVE_SPAN_COLUMNS}, {THREAD_NAME} AS thread \
-          FROM spans WHERE stream_id = {stream} AND trace_id IS NULL AND depth IS NOT NULL \
-            AND span_id < '8000000000000000') \
-        SELECT id, parent, depth, hash, \"begin\", \"end\", duration, name, target, filename, line FROM ( \
-          SELECT hex_to_int64(span_id) - 1 AS id, \
-            COALESCE(hex_to_int64(parent_span_id) - 1, -1) AS parent, \
-            arrow_cast(depth + 1, 'UInt32') AS depth, \
-            scope_hash(name, filename, target, line) AS hash, \
-            arrow_cast(b, {NS}) AS \"begin\", arrow_cast(e, {NS}) AS \"end\", \
-            duration_ns AS duration, name, target, filename, line FROM s \
-          UNION ALL \
-          SELECT -1, 0, arrow_cast(0, 'UInt32'), \
-            scope_hash(first_value(thread), '', '', arrow_cast(0, 'UInt32')), \
-            arrow_cast(min(b), {NS}), arrow_cast(max(e), {NS}), max(e) - min(b), \
-            first_value(thread), '', '', arrow_cast(0, 'UInt32') \
-          FROM s HAVING count(*) > 0) \
-        ORDER BY \"begin\", depth"
+        "FROM spans WHERE {filter} AND trace_id IS NULL AND depth IS NOT NULL \
+         AND span_id {ids} '8000000000000000'"
+    )
+}
+
+/// Clears the top bit Tarn sets on async span ids.
+const CLEAR_TOP_BIT: &str = "& 9223372036854775807";
+
+/// The thread spans matching `filter`, with a root row per stream: `stream_id`,
+/// `thread_name`, then `thread_spans`' columns.
+fn thread_rows_sql(filter: &str) -> String {
+    let from = native_spans(filter, false);
+    format!(
+        "WITH s AS (SELECT {NATIVE_SPAN_COLUMNS}, {THREAD_NAME} AS thread {from}) \
+        SELECT stream_id, thread AS thread_name, hex_to_int64(span_id) - 1 AS id, \
+          COALESCE(hex_to_int64(parent_span_id) - 1, -1) AS parent, \
+          arrow_cast(depth + 1, 'UInt32') AS depth, \
+          scope_hash(name, filename, target, line) AS hash, \
+          arrow_cast(b, {NS}) AS \"begin\", arrow_cast(e, {NS}) AS \"end\", \
+          duration_ns AS duration, name, target, filename, line FROM s \
+        UNION ALL \
+        SELECT stream_id, first_value(thread), -1, 0, arrow_cast(0, 'UInt32'), \
+          scope_hash(first_value(thread), '', '', arrow_cast(0, 'UInt32')), \
+          arrow_cast(min(b), {NS}), arrow_cast(max(e), {NS}), max(e) - min(b), \
+          first_value(thread), '', '', arrow_cast(0, 'UInt32') \
+        FROM s GROUP BY stream_id"
+    )
+}
+
+fn thread_spans_sql(stream_id: &str) -> String {
+    let rows = thread_rows_sql(&format!("stream_id = {}", quote(stream_id)));
+    format!(
+        "SELECT id, parent, depth, hash, \"begin\", \"end\", duration, name, target, filename, \
+          line FROM ({rows}) ORDER BY \"begin\", depth"
     )
 }
 
 fn async_events_sql(process_id: &str) -> String {
-    let process = quote(process_id);
-    let clear_top_bit = "& 9223372036854775807";
+    let from = native_spans(&format!("process_id = {}", quote(process_id)), true);
     format!(
-        "WITH s AS (SELECT {NATIVE_SPAN_COLUMNS} FROM spans \
-          WHERE process_id = {process} AND trace_id IS NULL AND depth IS NOT NULL \
-            AND span_id >= '8000000000000000'), \
+        "WITH s AS (SELECT {NATIVE_SPAN_COLUMNS} {from}), \
         ev AS ( \
           SELECT stream_id, b AS t, 'begin' AS event_type, span_id, parent_span_id, depth, \
             name, filename, target, line FROM s \
@@ -216,8 +232,8 @@ fn async_events_sql(process_id: &str) -> String {
           SELECT stream_id, e AS t, 'end' AS event_type, span_id, parent_span_id, depth, \
             name, filename, target, line FROM s) \
         SELECT stream_id, arrow_cast(NULL, 'Utf8') AS block_id, arrow_cast(t, {NS}) AS time, \
-          event_type, hex_to_int64(span_id) {clear_top_bit} AS span_id, \
-          COALESCE(hex_to_int64(parent_span_id) {clear_top_bit}, 0) AS parent_span_id, \
+          event_type, hex_to_int64(span_id) {CLEAR_TOP_BIT} AS span_id, \
+          COALESCE(hex_to_int64(parent_span_id) {CLEAR_TOP_BIT}, 0) AS parent_span_id, \
           arrow_cast(depth, 'UInt32') AS depth, \
           scope_hash(name, filename, target, line) AS hash, name, filename, target, line \
         FROM ev ORDER BY time, event_type"
@@ -240,19 +256,27 @@ const THREAD_NAME: &str = "COALESCE(attr_str(properties, 'thread.name') || '-' |
 /// with its root row, as `thread_spans` has it), stream by stream, then the process's
 /// async spans by begin time (`stream_id` empty, `thread_name` 'async', depth as recorded).
 fn process_spans_sql(process_id: &str, threads: bool, asyncs: bool) -> String {
-    let process = quote(process_id);
-    let thread_rows = format!(
-        "WITH s AS (SELECT {NATIVE_SPAN_COLUMNS}, {THREAD_NAME} AS thread           FROM spans WHERE process_id = {process} AND trace_id IS NULL AND depth IS NOT NULL             AND span_id < '8000000000000000')         SELECT stream_id, thread AS thread_name, hex_to_int64(span_id) - 1 AS id,           COALESCE(hex_to_int64(parent_span_id) - 1, -1) AS parent,           arrow_cast(depth + 1, 'UInt32') AS depth,           scope_hash(name, filename, target, line) AS hash,           arrow_cast(b, {NS}) AS \"begin\", arrow_cast(e, {NS}) AS \"end\",           duration_ns AS duration, name, target, filename, line, 0 AS lane FROM s         UNION ALL         SELECT stream_id, first_value(thread), -1, 0, arrow_cast(0, 'UInt32'),           scope_hash(first_value(thread), '', '', arrow_cast(0, 'UInt32')),           arrow_cast(min(b), {NS}), arrow_cast(max(e), {NS}), max(e) - min(b),           first_value(thread), '', '', arrow_cast(0, 'UInt32'), 0         FROM s GROUP BY stream_id"
-    );
+    let process = format!("process_id = {}", quote(process_id));
+    let thread_rows = format!("SELECT *, 0 AS lane FROM ({})", thread_rows_sql(&process));
+    let async_from = native_spans(&process, true);
     let async_rows = format!(
-        "SELECT '' AS stream_id, 'async' AS thread_name,           hex_to_int64(span_id) & 9223372036854775807 AS id,           COALESCE(hex_to_int64(parent_span_id) & 9223372036854775807, 0) AS parent,           arrow_cast(depth, 'UInt32') AS depth,           scope_hash(name, filename, target, line) AS hash,           arrow_cast(b, {NS}) AS \"begin\", arrow_cast(e, {NS}) AS \"end\",           duration_ns AS duration, name, target, filename, line, 1 AS lane         FROM (SELECT {NATIVE_SPAN_COLUMNS} FROM spans           WHERE process_id = {process} AND trace_id IS NULL AND depth IS NOT NULL             AND span_id >= '8000000000000000')"
+        "SELECT '' AS stream_id, 'async' AS thread_name, \
+          hex_to_int64(span_id) {CLEAR_TOP_BIT} AS id, \
+          COALESCE(hex_to_int64(parent_span_id) {CLEAR_TOP_BIT}, 0) AS parent, \
+          arrow_cast(depth, 'UInt32') AS depth, \
+          scope_hash(name, filename, target, line) AS hash, \
+          arrow_cast(b, {NS}) AS \"begin\", arrow_cast(e, {NS}) AS \"end\", \
+          duration_ns AS duration, name, target, filename, line, 1 AS lane \
+        FROM (SELECT {NATIVE_SPAN_COLUMNS} {async_from})"
     );
     let parts: Vec<String> = [(threads, thread_rows), (asyncs, async_rows)]
         .into_iter()
         .filter_map(|(wanted, sql)| wanted.then(|| format!("SELECT * FROM ({sql})")))
         .collect();
     format!(
-        "SELECT stream_id, thread_name, id, parent, depth, hash, \"begin\", \"end\", duration,           name, target, filename, line FROM ({})         ORDER BY lane, stream_id, \"begin\", depth",
+        "SELECT stream_id, thread_name, id, parent, depth, hash, \"begin\", \"end\", duration, \
+          name, target, filename, line FROM ({}) \
+        ORDER BY lane, stream_id, \"begin\", depth",
         parts.join(" UNION ALL ")
     )
 }
