@@ -13,6 +13,7 @@ pub mod maintain;
 pub mod metrics;
 pub mod micromegas;
 pub mod percentile;
+pub mod permute;
 pub mod query;
 pub mod rows;
 pub mod schema;

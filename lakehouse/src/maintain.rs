@@ -175,7 +175,7 @@ fn sort_for_compaction(batch: &RecordBatch, kind: TableKind) -> Result<RecordBat
         options: Some(SortOptions::default()),
     });
     let indices = compute::lexsort_to_indices(&keys, None)?;
-    Ok(compute::take_record_batch(batch, &indices)?)
+    Ok(crate::permute::take_batch(batch, &indices)?)
 }
 
 /// Keeps the first row of each `process_id` (a crash can write a process twice).

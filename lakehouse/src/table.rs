@@ -10,7 +10,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::{self, SortColumn, SortOptions};
 use arrow::datatypes::{
     DataType, Date32Type, Float64Type, Int32Type, Int64Type, SchemaRef, TimeUnit,
@@ -531,12 +531,7 @@ fn sort_by_time(batch: &RecordBatch, kind: TableKind) -> Result<RecordBatch> {
         }],
         None,
     )?;
-    let columns: Vec<ArrayRef> = batch
-        .columns()
-        .iter()
-        .map(|column| compute::take(column.as_ref(), &indices, None))
-        .collect::<Result<_, _>>()?;
-    Ok(RecordBatch::try_new(batch.schema(), columns)?)
+    Ok(crate::permute::take_batch(batch, &indices)?)
 }
 
 /// Parquet writer settings for `batch` (one file) of a table, sorted by the time column.
@@ -689,7 +684,7 @@ fn min_max(column: &dyn Array) -> (Option<Value>, Option<Value>) {
 mod tests {
     use std::sync::Arc;
 
-    use arrow::array::StringArray;
+    use arrow::array::{ArrayRef, StringArray};
 
     use super::*;
 
