@@ -5,30 +5,25 @@
 //! undecodable messages with INVALID_ARGUMENT... and oversized ones, see
 //! [`ResourceExhaustedLayer`]); "try later" is UNAVAILABLE with a `RetryInfo` detail.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use prost::Message;
-use tarn_proto::otlp::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
-use tarn_proto::otlp::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
 use tarn_proto::otlp::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
 use tarn_proto::otlp::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
-use tarn_proto::otlp::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use tarn_proto::otlp::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
 use tarn_proto::otlp::{code, retry_status};
 use tonic::codec::CompressionEncoding;
+use tonic::codegen::BoxFuture;
 use tonic::{Code, Request, Response, Status};
 
-use super::Export;
+use super::wire::RawExportRequest;
+use super::{Export, Logs, ReadsBytes, Traces};
 use crate::ingest::{IngestError, Ingestor};
 
 /// The gRPC status of an ingest failure.
@@ -48,6 +43,22 @@ fn retry(message: &str, delay: Duration) -> Status {
     Status::with_details(Code::Unavailable, message, details.into())
 }
 
+/// Counts a gRPC export's outcome in the metrics, and passes it on.
+fn observe<T>(signal: &'static str, result: Result<T, Status>) -> Result<T, Status> {
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(status) => match status.code() {
+            Code::InvalidArgument => "rejected",
+            Code::ResourceExhausted => "too_large",
+            Code::Unavailable => "throttled",
+            Code::Unauthenticated | Code::PermissionDenied => "unauthorized",
+            _ => "failed",
+        },
+    };
+    crate::metrics::request("otlp_grpc", signal, outcome);
+    result
+}
+
 /// The three OTLP services, sharing one ingestor.
 #[derive(Debug, Clone)]
 pub struct OtlpGrpc {
@@ -62,18 +73,28 @@ impl OtlpGrpc {
     async fn export<E: Export>(&self, request: E::Request) -> Result<E::Response, Status> {
         crate::metrics::received("otlp_grpc", E::SIGNAL, request.encoded_len());
         let result = self.export_inner::<E>(request).await;
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(status) => match status.code() {
-                Code::InvalidArgument => "rejected",
-                Code::ResourceExhausted => "too_large",
-                Code::Unavailable => "throttled",
-                Code::Unauthenticated | Code::PermissionDenied => "unauthorized",
-                _ => "failed",
-            },
-        };
-        crate::metrics::request("otlp_grpc", E::SIGNAL, outcome);
-        result
+        observe(E::SIGNAL, result)
+    }
+
+    /// `Export` of a signal read from the request's undecoded top-level records.
+    async fn export_raw<E: ReadsBytes>(
+        &self,
+        request: RawExportRequest,
+    ) -> Result<E::Response, Status> {
+        let bytes = request.encoded_len();
+        crate::metrics::received("otlp_grpc", E::SIGNAL, bytes);
+        let result = async {
+            let _admission = self.ingestor.admit(bytes).map_err(status_of)?;
+            let now = crate::clock::now_nanos();
+            let normalized = E::normalize_parts(request.parts.iter().map(|part| &part[..]), now)
+                .map_err(|e| {
+                    Status::invalid_argument(format!("invalid {}: {e}", E::REQUEST_NAME))
+                })?;
+            drop(request);
+            self.ingest::<E>(normalized).await
+        }
+        .await;
+        observe(E::SIGNAL, result)
     }
 
     async fn export_inner<E: Export>(&self, request: E::Request) -> Result<E::Response, Status> {
@@ -84,6 +105,14 @@ impl OtlpGrpc {
         let now = crate::clock::now_nanos();
         let normalized = E::normalize(&request, now);
         drop(request);
+        self.ingest::<E>(normalized).await
+    }
+
+    /// Makes normalized rows durable and answers with the rejections.
+    async fn ingest<E: Export>(
+        &self,
+        normalized: super::Normalized,
+    ) -> Result<E::Response, Status> {
         let rejections = self
             .ingestor
             .ingest(normalized, "otlp_grpc")
@@ -98,21 +127,21 @@ impl OtlpGrpc {
         self,
         max_message_bytes: usize,
     ) -> (
-        TraceServiceServer<OtlpGrpc>,
-        LogsServiceServer<OtlpGrpc>,
+        RawExportServer<Traces>,
+        RawExportServer<Logs>,
         MetricsServiceServer<OtlpGrpc>,
     ) {
         let shared = Arc::new(self);
-        let traces = TraceServiceServer::from_arc(Arc::clone(&shared))
-            .accept_compressed(CompressionEncoding::Gzip)
-            .accept_compressed(CompressionEncoding::Zstd)
-            .send_compressed(CompressionEncoding::Gzip)
-            .max_decoding_message_size(max_message_bytes);
-        let logs = LogsServiceServer::from_arc(Arc::clone(&shared))
-            .accept_compressed(CompressionEncoding::Gzip)
-            .accept_compressed(CompressionEncoding::Zstd)
-            .send_compressed(CompressionEncoding::Gzip)
-            .max_decoding_message_size(max_message_bytes);
+        let traces = RawExportServer {
+            inner: Arc::clone(&shared),
+            max_message_bytes,
+            signal: PhantomData,
+        };
+        let logs = RawExportServer {
+            inner: Arc::clone(&shared),
+            max_message_bytes,
+            signal: PhantomData,
+        };
         let metrics = MetricsServiceServer::from_arc(shared)
             .accept_compressed(CompressionEncoding::Gzip)
             .accept_compressed(CompressionEncoding::Zstd)
@@ -122,27 +151,80 @@ impl OtlpGrpc {
     }
 }
 
-#[tonic::async_trait]
-impl TraceService for OtlpGrpc {
-    async fn export(
-        &self,
-        request: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        self.export::<super::Traces>(request.into_inner())
-            .await
-            .map(Response::new)
+/// A signal's gRPC service as tonic's generated server serves it (same path, compression
+/// and size limits), but decoding the request only down to the bytes of its top-level
+/// records, which [`wire`] reads straight into rows.
+#[derive(Debug)]
+pub struct RawExportServer<E> {
+    inner: Arc<OtlpGrpc>,
+    max_message_bytes: usize,
+    signal: PhantomData<fn() -> E>,
+}
+
+impl<E> Clone for RawExportServer<E> {
+    fn clone(&self) -> Self {
+        RawExportServer {
+            inner: Arc::clone(&self.inner),
+            max_message_bytes: self.max_message_bytes,
+            signal: PhantomData,
+        }
     }
 }
 
-#[tonic::async_trait]
-impl LogsService for OtlpGrpc {
-    async fn export(
-        &self,
-        request: Request<ExportLogsServiceRequest>,
-    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        self.export::<super::Logs>(request.into_inner())
-            .await
-            .map(Response::new)
+impl<E: ReadsBytes> tonic::server::NamedService for RawExportServer<E> {
+    const NAME: &'static str = E::GRPC_SERVICE;
+}
+
+/// The unary `Export` method over raw requests.
+struct RawExport<E>(Arc<OtlpGrpc>, PhantomData<fn() -> E>);
+
+impl<E: ReadsBytes> tonic::server::UnaryService<RawExportRequest> for RawExport<E> {
+    type Response = E::Response;
+    type Future = BoxFuture<Response<E::Response>, Status>;
+
+    fn call(&mut self, request: Request<RawExportRequest>) -> Self::Future {
+        let inner = Arc::clone(&self.0);
+        Box::pin(async move {
+            inner
+                .export_raw::<E>(request.into_inner())
+                .await
+                .map(Response::new)
+        })
+    }
+}
+
+impl<E, B> tower::Service<http::Request<B>> for RawExportServer<E>
+where
+    E: ReadsBytes,
+    E::Response: Default,
+    B: tonic::codegen::Body + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if request.uri().path() != E::GRPC_PATH {
+            return Box::pin(
+                async move { Ok(Status::unimplemented("no such method").into_http()) },
+            );
+        }
+        let method = RawExport::<E>(Arc::clone(&self.inner), PhantomData);
+        let max_message_bytes = self.max_message_bytes;
+        Box::pin(async move {
+            let codec = tonic_prost::ProstCodec::<E::Response, RawExportRequest>::default();
+            let mut grpc = tonic::server::Grpc::new(codec)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd)
+                .send_compressed(CompressionEncoding::Gzip)
+                .max_decoding_message_size(max_message_bytes);
+            Ok(grpc.unary(method, request).await)
+        })
     }
 }
 

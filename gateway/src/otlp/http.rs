@@ -236,6 +236,22 @@ pub fn decode_request<E: Export>(encoding: Encoding, bytes: &[u8]) -> Result<E::
     }
 }
 
+/// Decodes a decompressed OTLP/HTTP body of `encoding` and normalizes it, at `now_nanos`.
+pub fn decode_normalize<E: Export>(
+    encoding: Encoding,
+    bytes: &[u8],
+    now_nanos: i64,
+) -> Result<Normalized, Refusal> {
+    match encoding {
+        Encoding::Protobuf => E::normalize_protobuf(bytes, now_nanos)
+            .map_err(|e| Refusal::bad_request(&format!("invalid {}: {e}", E::REQUEST_NAME))),
+        Encoding::Json => {
+            let request = decode_request::<E>(encoding, bytes)?;
+            Ok(E::normalize(&request, now_nanos))
+        }
+    }
+}
+
 /// One OTLP/HTTP body through everything the route does before the WAL: the headers'
 /// encodings, decompression within `limit`, decoding and normalization. For fuzzing and
 /// property tests: any input must end in `Ok` or a refusal, never a panic.
@@ -246,8 +262,7 @@ pub fn exercise<E: Export>(
 ) -> Result<Normalized, Refusal> {
     let encoding = encoding_of(headers)?;
     let bytes = decode_body(headers, body, limit).map_err(|r| r.in_encoding(encoding))?;
-    let request = decode_request::<E>(encoding, &bytes)?;
-    Ok(E::normalize(&request, crate::clock::now_nanos()))
+    decode_normalize::<E>(encoding, &bytes, crate::clock::now_nanos())
 }
 
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, Refusal> {
@@ -293,11 +308,8 @@ async fn export_inner<E: Export>(
         .ingestor
         .admit(bytes.len())
         .map_err(|e| Refusal::from(e).in_encoding(encoding))?;
-    let request = decode_request::<E>(encoding, &bytes)?;
+    let normalized = decode_normalize::<E>(encoding, &bytes, crate::clock::now_nanos())?;
     drop(bytes);
-    let now = crate::clock::now_nanos();
-    let normalized = E::normalize(&request, now);
-    drop(request);
     let rejections = state
         .ingestor
         .ingest(normalized, "otlp_http")

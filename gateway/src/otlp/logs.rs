@@ -3,6 +3,7 @@
 use tarn_lakehouse::rows::{LogEntriesBuilder, append_opt_str};
 use tarn_lakehouse::schema::TableKind;
 use tarn_proto::otlp::collector::logs::v1::ExportLogsServiceRequest;
+use tarn_proto::otlp::common::v1::AnyValue;
 use tarn_proto::otlp::common::v1::any_value::Value;
 use tarn_proto::otlp::logs::v1::LogRecord;
 
@@ -27,13 +28,59 @@ pub fn level_of_severity(severity_number: i32) -> i32 {
 }
 
 fn record_problem(record: &LogRecord) -> Option<&'static str> {
-    if !record.trace_id.is_empty() && record.trace_id.len() != 16 {
+    ids_problem(&record.trace_id, &record.span_id)
+}
+
+/// Why a log record with these ids is rejected, or `None` when they are valid.
+pub fn ids_problem(trace_id: &[u8], span_id: &[u8]) -> Option<&'static str> {
+    if !trace_id.is_empty() && trace_id.len() != 16 {
         return Some("log trace_id must be empty or 16 bytes");
     }
-    if !record.span_id.is_empty() && record.span_id.len() != 8 {
+    if !span_id.is_empty() && span_id.len() != 8 {
         return Some("log span_id must be empty or 8 bytes");
     }
     None
+}
+
+/// Appends a record's times: its own, or else when it was observed, or else `now_nanos`,
+/// is the row's effective time. OTLP times are unsigned nanoseconds, kept bit for bit.
+pub fn append_times(logs: &mut LogEntriesBuilder, time: u64, observed: u64, now_nanos: i64) {
+    let time = time as i64;
+    let observed = observed as i64;
+    let effective = if time != 0 {
+        time
+    } else if observed != 0 {
+        observed
+    } else {
+        now_nanos
+    };
+    logs.append_time(time, effective);
+    logs.observed_time_unix_nano.append_value(observed);
+}
+
+/// Appends a record's body: a string body is the message; any other value is kept in
+/// `body`, with its display form as the message.
+pub fn append_body(logs: &mut LogEntriesBuilder, body: Option<&AnyValue>) {
+    match body {
+        None => {
+            logs.msg.append_null();
+            logs.body.append_null();
+        }
+        Some(body) => match &body.value {
+            Some(Value::StringValue(text)) => {
+                logs.msg.append_value(text);
+                logs.body.append_null();
+            }
+            None => {
+                logs.msg.append_null();
+                append_value(&mut logs.body, Some(body));
+            }
+            Some(_) => {
+                logs.msg.append_value(display_value(Some(body)));
+                append_value(&mut logs.body, Some(body));
+            }
+        },
+    }
 }
 
 /// Normalizes a logs export; invalid records are counted and left out.
@@ -60,43 +107,18 @@ pub fn normalize(request: &ExportLogsServiceRequest, now_nanos: i64) -> Normaliz
                 }
                 kept_any = true;
                 logs.identity.append(&process.identity, insert_time);
-                // OTLP times are unsigned nanoseconds, kept bit for bit.
-                let time = record.time_unix_nano as i64;
-                let observed = record.observed_time_unix_nano as i64;
-                let effective = if time != 0 {
-                    time
-                } else if observed != 0 {
-                    observed
-                } else {
-                    now_nanos
-                };
-                logs.append_time(time, effective);
-                logs.observed_time_unix_nano.append_value(observed);
+                append_times(
+                    &mut logs,
+                    record.time_unix_nano,
+                    record.observed_time_unix_nano,
+                    now_nanos,
+                );
                 append_opt_str(&mut logs.target, target);
                 logs.level
                     .append_value(level_of_severity(record.severity_number));
                 logs.severity_number.append_value(record.severity_number);
                 append_opt_str(&mut logs.severity_text, Some(&record.severity_text));
-                match &record.body {
-                    None => {
-                        logs.msg.append_null();
-                        logs.body.append_null();
-                    }
-                    Some(body) => match &body.value {
-                        Some(Value::StringValue(text)) => {
-                            logs.msg.append_value(text);
-                            logs.body.append_null();
-                        }
-                        None => {
-                            logs.msg.append_null();
-                            append_value(&mut logs.body, Some(body));
-                        }
-                        Some(_) => {
-                            logs.msg.append_value(display_value(Some(body)));
-                            append_value(&mut logs.body, Some(body));
-                        }
-                    },
-                }
+                append_body(&mut logs, record.body.as_ref());
                 append_id(&mut logs.trace_id, &record.trace_id);
                 append_id(&mut logs.span_id, &record.span_id);
                 logs.flags.append_value(i64::from(record.flags));

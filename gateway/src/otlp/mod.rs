@@ -8,6 +8,7 @@ pub mod logs;
 pub mod metrics;
 pub mod rebuild;
 pub mod traces;
+pub mod wire;
 
 use arrow::array::RecordBatch;
 use arrow::error::ArrowError;
@@ -36,8 +37,58 @@ pub trait Export: Send + Sync + 'static {
     /// The signal, for metrics.
     const SIGNAL: &'static str;
     fn normalize(request: &Self::Request, now_nanos: i64) -> Normalized;
+    /// Decodes a protobuf request and normalizes it: the same as decoding with prost and
+    /// calling [`Export::normalize`], which is what it does unless a signal reads the bytes
+    /// directly.
+    fn normalize_protobuf(body: &[u8], now_nanos: i64) -> Result<Normalized, String> {
+        let request =
+            <Self::Request as prost::Message>::decode(body).map_err(|error| error.to_string())?;
+        Ok(Self::normalize(&request, now_nanos))
+    }
     /// The response: full success, or partial success naming the rejected records.
     fn response(rejections: &Rejections) -> Self::Response;
+}
+
+/// A signal whose requests are read straight from their protobuf bytes ([`wire`]).
+pub trait ReadsBytes: Export {
+    /// The gRPC service, and the path of its `Export` method.
+    const GRPC_SERVICE: &'static str;
+    const GRPC_PATH: &'static str;
+    /// Normalizes a request given as the bytes of its top-level records
+    /// ([`wire::parts_of`]).
+    fn normalize_parts<'a>(
+        parts: impl IntoIterator<Item = &'a [u8]>,
+        now_nanos: i64,
+    ) -> Result<Normalized, wire::WireError>;
+}
+
+fn read_protobuf<E: ReadsBytes>(body: &[u8], now_nanos: i64) -> Result<Normalized, String> {
+    let parts = wire::parts_of(body).map_err(|error| error.to_string())?;
+    E::normalize_parts(parts, now_nanos).map_err(|error| error.to_string())
+}
+
+impl ReadsBytes for Traces {
+    const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+    const GRPC_PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+    fn normalize_parts<'a>(
+        parts: impl IntoIterator<Item = &'a [u8]>,
+        now_nanos: i64,
+    ) -> Result<Normalized, wire::WireError> {
+        wire::normalize_traces(parts, now_nanos)
+    }
+}
+
+impl ReadsBytes for Logs {
+    const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
+    const GRPC_PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+
+    fn normalize_parts<'a>(
+        parts: impl IntoIterator<Item = &'a [u8]>,
+        now_nanos: i64,
+    ) -> Result<Normalized, wire::WireError> {
+        wire::normalize_logs(parts, now_nanos)
+    }
 }
 
 /// `TraceService/Export`.
@@ -62,6 +113,10 @@ impl Export for Traces {
         traces::normalize(request, now_nanos)
     }
 
+    fn normalize_protobuf(body: &[u8], now_nanos: i64) -> Result<Normalized, String> {
+        read_protobuf::<Self>(body, now_nanos)
+    }
+
     fn response(rejections: &Rejections) -> Self::Response {
         ExportTraceServiceResponse {
             partial_success: (rejections.count > 0).then(|| ExportTracePartialSuccess {
@@ -80,6 +135,10 @@ impl Export for Logs {
 
     fn normalize(request: &Self::Request, now_nanos: i64) -> Normalized {
         logs::normalize(request, now_nanos)
+    }
+
+    fn normalize_protobuf(body: &[u8], now_nanos: i64) -> Result<Normalized, String> {
+        read_protobuf::<Self>(body, now_nanos)
     }
 
     fn response(rejections: &Rejections) -> Self::Response {
@@ -154,7 +213,7 @@ pub struct Normalized {
 }
 
 impl Normalized {
-    fn add_process(
+    pub(crate) fn add_process(
         &mut self,
         process: ResourceProcess,
         resource: Option<&Resource>,

@@ -9,13 +9,18 @@ use super::{Normalized, Rejections};
 
 /// Why a span is rejected, or `None` when it is valid.
 fn span_problem(span: &Span) -> Option<&'static str> {
-    if !valid_id(&span.trace_id, 16) {
+    ids_problem(&span.trace_id, &span.span_id, &span.parent_span_id)
+}
+
+/// Why a span with these ids is rejected, or `None` when they are valid.
+pub fn ids_problem(trace_id: &[u8], span_id: &[u8], parent_span_id: &[u8]) -> Option<&'static str> {
+    if !valid_id(trace_id, 16) {
         return Some("trace_id must be 16 bytes, not all zero");
     }
-    if !valid_id(&span.span_id, 8) {
+    if !valid_id(span_id, 8) {
         return Some("span_id must be 8 bytes, not all zero");
     }
-    if !span.parent_span_id.is_empty() && span.parent_span_id.len() != 8 {
+    if !parent_span_id.is_empty() && parent_span_id.len() != 8 {
         return Some("parent_span_id must be empty or 8 bytes");
     }
     None

@@ -755,7 +755,9 @@ async fn ingest<E: Export>(
     tables: &[&str],
 ) -> (Vec<Vec<RecordBatch>>, Vec<RecordBatch>) {
     let fixture = fixture();
-    let normalized = E::normalize(request, 1_700_000_000_000_000_000);
+    // Through the protobuf bytes, as the routes take them (traces read them directly).
+    let normalized =
+        E::normalize_protobuf(&request.encode_to_vec(), 1_700_000_000_000_000_000).unwrap();
     assert_eq!(
         normalized.rejections.count, 0,
         "{:?}",
@@ -788,6 +790,101 @@ async fn ingest<E: Export>(
     )
     .await;
     (out, processes)
+}
+
+/// Everything a normalization produced, in comparable form.
+fn normalized_parts(
+    mut normalized: tarn_gateway::otlp::Normalized,
+) -> (Vec<RecordBatch>, Vec<RecordBatch>, i64, Option<String>) {
+    let mut batches: Vec<RecordBatch> = normalized
+        .batches
+        .drain(..)
+        .map(|(_, batch)| batch.unwrap())
+        .collect();
+    let processes = normalized.process_rows.finish().unwrap();
+    let streams = normalized.stream_rows.finish().unwrap();
+    batches.push(processes);
+    (
+        batches,
+        vec![streams],
+        normalized.rejections.count,
+        normalized.rejections.message,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Traces read straight from protobuf bytes give what prost's decode and
+    /// `Traces::normalize` give: the same rows, processes, streams and rejections for any
+    /// request, and an error exactly when prost refuses the bytes (requests with bytes
+    /// overwritten or cut short, spans with invalid ids).
+    #[test]
+    fn traces_from_bytes_match_prost(
+        mut request in traces_request(),
+        invalid_ids in vec(any::<prop::sample::Index>(), 0..2),
+        flips in vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
+        cut in proptest::option::of(any::<prop::sample::Index>()),
+    ) {
+        for index in invalid_ids {
+            let resource = index.index(request.resource_spans.len());
+            let span = &mut request.resource_spans[resource].scope_spans[0].spans[0];
+            span.trace_id.truncate(index.index(16));
+        }
+        same_as_prost::<Traces>(&mangle(request.encode_to_vec(), &flips, cut))?;
+    }
+
+    /// The same for logs (records with invalid ids, bodies of every type).
+    #[test]
+    fn logs_from_bytes_match_prost(
+        mut request in logs_request(),
+        invalid_ids in vec(any::<prop::sample::Index>(), 0..2),
+        flips in vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
+        cut in proptest::option::of(any::<prop::sample::Index>()),
+    ) {
+        for index in invalid_ids {
+            let resource = index.index(request.resource_logs.len());
+            let record = &mut request.resource_logs[resource].scope_logs[0].log_records[0];
+            record.span_id = vec![7; index.index(8)];
+        }
+        same_as_prost::<Logs>(&mangle(request.encode_to_vec(), &flips, cut))?;
+    }
+}
+
+/// `bytes` with some overwritten and the tail cut off.
+fn mangle(
+    mut bytes: Vec<u8>,
+    flips: &[(prop::sample::Index, u8)],
+    cut: Option<prop::sample::Index>,
+) -> Vec<u8> {
+    for (at, value) in flips {
+        let position = at.index(bytes.len());
+        bytes[position] = *value;
+    }
+    if let Some(cut) = cut {
+        bytes.truncate(cut.index(bytes.len() + 1));
+    }
+    bytes
+}
+
+/// Reading `bytes` directly and through prost ends the same way.
+fn same_as_prost<E: Export>(bytes: &[u8]) -> Result<(), TestCaseError> {
+    let now = 1_700_000_000_000_000_000;
+    let direct = E::normalize_protobuf(bytes, now);
+    let via_prost = E::Request::decode(bytes).map(|request| E::normalize(&request, now));
+    match (direct, via_prost) {
+        (Ok(direct), Ok(via_prost)) => {
+            prop_assert_eq!(normalized_parts(direct), normalized_parts(via_prost));
+        }
+        (Err(_), Err(_)) => {}
+        (direct, via_prost) => prop_assert!(
+            false,
+            "direct {:?} but prost {:?}",
+            direct.map(|n| n.rejections),
+            via_prost.map(|n| n.rejections)
+        ),
+    }
+    Ok(())
 }
 
 proptest! {
