@@ -4,7 +4,9 @@
 //! - `otlp/<signal>`: requests of the `uniform` shape of `tarn load` (512 records, 10 string
 //!   attributes of 20 characters each). `decode/<encoding>` is what the OTLP/HTTP route does
 //!   with a body (prost decode, or serde_json for OTLP/JSON); `normalize` is `Export::normalize`
-//!   into Arrow batches; `decode+normalize/<encoding>` both.
+//!   into Arrow batches; `decode+normalize/<encoding>` both; `route/protobuf` what the
+//!   routes run on a protobuf body (`Export::normalize_protobuf`: traces and logs are read
+//!   straight from the bytes, metrics through prost).
 //! - `native/<stream>`: blocks of 10,000 events of `tarn load --protocol native` (logs with and
 //!   without format arguments, integer and float metrics, nested thread span pairs).
 //!   `decode_block` is the CBOR envelope; `normalize` is what the native route does next
@@ -90,6 +92,11 @@ where
             let request = E::Request::decode(black_box(protobuf.as_slice())).expect("decodes");
             E::normalize(&request, NOW)
         });
+    });
+    // What the routes run on a protobuf body: read straight from the bytes for traces and
+    // logs, prost's decode and `normalize` for metrics.
+    group.bench_function("route/protobuf", |b| {
+        b.iter(|| E::normalize_protobuf(black_box(protobuf.as_slice()), NOW).expect("reads"));
     });
     group.bench_function("decode+normalize/json", |b| {
         b.iter(|| {
