@@ -206,7 +206,26 @@ pub fn append_id(builder: &mut arrow::array::StringBuilder, id: &[u8]) {
     if id.is_empty() {
         builder.append_null();
     } else {
+        append_hex(builder, id);
+    }
+}
+
+/// Appends the lowercase hex of an id; ids of up to 32 bytes (all valid OTLP ids) without
+/// allocating.
+pub fn append_hex(builder: &mut arrow::array::StringBuilder, id: &[u8]) {
+    let mut out = [0_u8; 64];
+    if id.len() > out.len() / 2 {
         builder.append_value(hex(id));
+        return;
+    }
+    for (index, byte) in id.iter().enumerate() {
+        out[2 * index] = HEX[usize::from(byte >> 4)];
+        out[2 * index + 1] = HEX[usize::from(byte & 0x0f)];
+    }
+    match std::str::from_utf8(&out[..2 * id.len()]) {
+        Ok(text) => builder.append_value(text),
+        // Unreachable: hex digits are ASCII.
+        Err(_) => builder.append_value(hex(id)),
     }
 }
 

@@ -196,7 +196,6 @@ impl<E: ReadsBytes> tonic::server::UnaryService<RawExportRequest> for RawExport<
 impl<E, B> tower::Service<http::Request<B>> for RawExportServer<E>
 where
     E: ReadsBytes,
-    E::Response: Default,
     B: tonic::codegen::Body + Send + 'static,
     B::Error: Into<tonic::codegen::StdError> + Send + 'static,
 {

@@ -4,7 +4,9 @@ use tarn_lakehouse::rows::{SpansBuilder, append_opt_str};
 use tarn_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use tarn_proto::otlp::trace::v1::Span;
 
-use super::convert::{Signal, append_attributes, append_scope, hex, resource_process, valid_id};
+use super::convert::{
+    Signal, append_attributes, append_hex, append_scope, resource_process, valid_id,
+};
 use super::{Normalized, Rejections};
 
 /// Why a span is rejected, or `None` when it is valid.
@@ -50,12 +52,12 @@ pub fn normalize(request: &ExportTraceServiceRequest, now_nanos: i64) -> Normali
                 }
                 kept_any = true;
                 spans.identity.append(&process.identity, insert_time);
-                spans.trace_id.append_value(hex(&span.trace_id));
-                spans.span_id.append_value(hex(&span.span_id));
+                append_hex(&mut spans.trace_id, &span.trace_id);
+                append_hex(&mut spans.span_id, &span.span_id);
                 if span.parent_span_id.is_empty() {
                     spans.parent_span_id.append_null();
                 } else {
-                    spans.parent_span_id.append_value(hex(&span.parent_span_id));
+                    append_hex(&mut spans.parent_span_id, &span.parent_span_id);
                 }
                 append_opt_str(&mut spans.trace_state, Some(&span.trace_state));
                 spans.flags.append_value(i64::from(span.flags));
@@ -99,8 +101,8 @@ pub fn normalize(request: &ExportTraceServiceRequest, now_nanos: i64) -> Normali
                     .append_value(i64::from(span.dropped_events_count));
                 for link in &span.links {
                     let items = &mut spans.links.items;
-                    items.trace_id.append_value(hex(&link.trace_id));
-                    items.span_id.append_value(hex(&link.span_id));
+                    append_hex(&mut items.trace_id, &link.trace_id);
+                    append_hex(&mut items.span_id, &link.span_id);
                     append_opt_str(&mut items.trace_state, Some(&link.trace_state));
                     items.flags.append_value(i64::from(link.flags));
                     append_attributes(&mut items.properties, &link.attributes);

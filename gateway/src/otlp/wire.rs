@@ -29,7 +29,9 @@ use tarn_proto::otlp::logs::v1::LogRecord;
 use tarn_proto::otlp::resource::v1::Resource;
 use tarn_proto::otlp::trace::v1::Span;
 
-use super::convert::{ResourceProcess, Signal, append_scope, append_value, resource_process};
+use super::convert::{
+    ResourceProcess, Signal, append_hex, append_id, append_scope, append_value, resource_process,
+};
 use super::logs::{append_body, append_times, level_of_severity};
 use super::{Normalized, Rejections};
 
@@ -169,6 +171,13 @@ impl<'a> Reader<'a> {
             _ => return Err(WireError("unexpected end group tag".to_owned())),
         }
         Ok(())
+    }
+
+    /// Whether the message holds nothing after the field whose key was just read.
+    fn nothing_after(&self, field: u32, wire: u8) -> Result<bool> {
+        let mut rest = *self;
+        rest.skip(field, wire, 3)?;
+        Ok(rest.bytes.is_empty())
     }
 }
 
@@ -475,8 +484,8 @@ pub fn normalize_logs<'a>(
                     append_body(&mut logs, Some(&body));
                 }
             }
-            append_opt_hex(&mut logs.trace_id, record.trace_id);
-            append_opt_hex(&mut logs.span_id, record.span_id);
+            append_id(&mut logs.trace_id, record.trace_id);
+            append_id(&mut logs.span_id, record.span_id);
             logs.flags.append_value(i64::from(record.flags));
             append_opt_str(&mut logs.event_name, Some(record.event_name));
             append_attributes(&mut logs.properties, &attributes)?;
@@ -667,31 +676,6 @@ fn span_fields<'a>(bytes: &'a [u8], scratch: &mut Scratch<'a>) -> Result<SpanFie
         }
     }
     Ok(span)
-}
-
-/// Lowercase hex of an id of at most 16 bytes, without allocating.
-fn append_hex(builder: &mut arrow::array::StringBuilder, id: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = [0_u8; 64];
-    let length = id.len().min(32) * 2;
-    for (index, byte) in id.iter().take(32).enumerate() {
-        out[2 * index] = HEX[usize::from(byte >> 4)];
-        out[2 * index + 1] = HEX[usize::from(byte & 0x0f)];
-    }
-    // Hex digits are ASCII.
-    match std::str::from_utf8(&out[..length]) {
-        Ok(text) if id.len() <= 32 => builder.append_value(text),
-        _ => builder.append_value(super::convert::hex(id)),
-    }
-}
-
-/// Appends an optional id as hex (NULL when empty).
-fn append_opt_hex(builder: &mut arrow::array::StringBuilder, id: &[u8]) {
-    if id.is_empty() {
-        builder.append_null();
-    } else {
-        append_hex(builder, id);
-    }
 }
 
 /// Appends one valid span (everything but its scope).
@@ -913,13 +897,4 @@ fn append_attribute(builder: &mut AttributesBuilder, bytes: &[u8]) -> Result<()>
         }
     }
     Ok(())
-}
-
-impl Reader<'_> {
-    /// Whether the message holds nothing after the field whose key was just read.
-    fn nothing_after(&self, field: u32, wire: u8) -> Result<bool> {
-        let mut rest = *self;
-        rest.skip(field, wire, 3)?;
-        Ok(rest.bytes.is_empty())
-    }
 }
