@@ -253,6 +253,18 @@ impl Shared {
         }
     }
 
+    /// Counts `bytes` more as queued if that keeps the total within `limit`; returns the
+    /// total before. One compare-and-swap loop, so that threads handing chunks over and the
+    /// sink queueing requests can never push the total past the limit between a check and
+    /// an add.
+    pub fn reserve(&self, bytes: usize, limit: usize) -> Option<usize> {
+        self.queued_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |queued| {
+                queued.checked_add(bytes).filter(|total| *total <= limit)
+            })
+            .ok()
+    }
+
     fn push(&self, chunk: *mut Chunk) {
         let mut head = self.queue.load(Ordering::Relaxed);
         loop {
@@ -518,6 +530,8 @@ fn make_room(l: &Local, kind: usize, need: usize) -> bool {
         return false;
     }
     let old = cursor.chunk.get();
+    // The full chunk's bytes are counted as queued before it is handed over, within the budget.
+    let mut queued_before = None;
     if !old.is_null() {
         // SAFETY: the current chunk is live.
         let cap = unsafe { (*old).cap };
@@ -526,10 +540,11 @@ fn make_room(l: &Local, kind: usize, need: usize) -> bool {
         } else {
             shared.hard_limit
         };
-        if shared.queued_bytes.load(Ordering::Relaxed) + cap > limit {
+        let Some(before) = shared.reserve(cap, limit) else {
             count_drop(l, kind);
             return false;
-        }
+        };
+        queued_before = Some((before, cap));
     }
     let cap = if need <= shared.chunk_bytes {
         shared.chunk_bytes
@@ -537,6 +552,9 @@ fn make_room(l: &Local, kind: usize, need: usize) -> bool {
         (need + 63) & !63
     };
     let Some(fresh) = take_spare(l, cap).or_else(|| Chunk::alloc(cap)) else {
+        if let Some((_, old_cap)) = queued_before {
+            shared.queued_bytes.fetch_sub(old_cap, Ordering::Relaxed);
+        }
         count_drop(l, kind);
         return false;
     };
@@ -557,10 +575,7 @@ fn make_room(l: &Local, kind: usize, need: usize) -> bool {
     cursor.chunk.set(fresh);
     cursor.pos.set(data);
     cursor.end.set(data.wrapping_add(cap));
-    if !old.is_null() {
-        // SAFETY: as above.
-        let old_cap = unsafe { (*old).cap };
-        let before = shared.queued_bytes.fetch_add(old_cap, Ordering::Relaxed);
+    if let Some((before, old_cap)) = queued_before {
         shared.push(old);
         if before < shared.wake_bytes && before + old_cap >= shared.wake_bytes {
             shared.wake_sink();

@@ -93,8 +93,10 @@ fn gateway_outage_never_blocks_and_loses_nothing_within_budget() {
     }
     let after = guard.stats();
     assert!(after.dropped_events() > 0, "over budget: {after:?}");
+    // Chunks are counted and requests admitted with a compare-and-swap against the
+    // budget: not even a moment over it (only metadata may pass it, and none is new here).
     assert!(
-        max_queued <= budget as u64 + (64 << 10),
+        max_queued <= budget as u64,
         "queue {max_queued} within budget {budget}"
     );
     assert!(

@@ -102,7 +102,7 @@ impl Sender {
         self.queues.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues requests (in order), then enforces the budget.
+    /// Queues requests (in order), each within the budget.
     pub fn push(&self, requests: Vec<Request>) {
         if requests.is_empty() {
             return;
@@ -111,36 +111,61 @@ impl Sender {
         for mut r in requests {
             r.seq = q.next_seq;
             q.next_seq += 1;
-            self.shared
-                .queued_bytes
-                .fetch_add(r.body.len(), Ordering::Relaxed);
-            let p = r.priority;
-            q.q[p].push_back(r);
+            if self.admit(&mut q, &r) {
+                let p = r.priority;
+                q.q[p].push_back(r);
+            } else {
+                self.stats.dropped_block(r.priority, r.events);
+            }
         }
         self.last_seq.store(q.next_seq - 1, Ordering::Release);
-        self.enforce_budget(&mut q);
         self.min_pending.store(q.min_pending(), Ordering::Release);
         drop(q);
         self.cv.notify_all();
     }
 
-    fn enforce_budget(&self, q: &mut Queues) {
-        let queued = || self.shared.queued_bytes.load(Ordering::Relaxed);
-        // Spans over the soft limit, then anything but metadata over the hard limit.
-        for (limit, lowest) in [
-            (self.shared.soft_limit, SPANS),
-            (self.shared.hard_limit, METADATA + 1),
-        ] {
-            for priority in (lowest..=SPANS).rev() {
-                while queued() > limit {
-                    let Some(r) = q.q[priority].pop_front() else {
-                        break;
-                    };
-                    self.finish(&r);
-                    self.stats.dropped_block(priority, r.events);
-                }
+    /// Counts the bytes of `r` as queued, after evicting what the budget says must go first;
+    /// false when `r` itself does not fit and must be dropped. Room is made before the bytes
+    /// are counted, so the total never goes over the limit, not even for a moment.
+    fn admit(&self, q: &mut Queues, r: &Request) -> bool {
+        let n = r.body.len();
+        let shared = self.shared;
+        if r.priority == METADATA {
+            shared.queued_bytes.fetch_add(n, Ordering::Relaxed);
+            return true;
+        }
+        // Over the soft limit, span blocks go, whatever arrives.
+        while shared.queued_bytes.load(Ordering::Relaxed) + n > shared.soft_limit
+            && self.evict_one(q, SPANS)
+        {}
+        let limit = if r.priority == SPANS {
+            shared.soft_limit
+        } else {
+            shared.hard_limit
+        };
+        // Over the hard limit, blocks no more important than `r` go, least important and
+        // oldest first; then `r` itself.
+        loop {
+            if shared.reserve(n, limit).is_some() {
+                return true;
+            }
+            if !self.evict_one(q, r.priority) {
+                return false;
             }
         }
+    }
+
+    /// Drops the oldest request of the least important non-empty queue from `lowest` to
+    /// spans; false when they are all empty.
+    fn evict_one(&self, q: &mut Queues, lowest: usize) -> bool {
+        for priority in (lowest.max(METADATA + 1)..=SPANS).rev() {
+            if let Some(r) = q.q[priority].pop_front() {
+                self.finish(&r);
+                self.stats.dropped_block(priority, r.events);
+                return true;
+            }
+        }
+        false
     }
 
     /// Releases the bytes of a request that left the queues.
@@ -406,6 +431,36 @@ mod tests {
         assert_eq!(tags(&sent), [0, 2, 6]);
         sender.shutdown(Instant::now());
         handle.join().expect("sender thread");
+    }
+
+    #[test]
+    fn queued_bytes_never_pass_the_limit_even_for_a_moment() {
+        let (sender, stats) = sender(10_000);
+        let shared = sender.shared;
+        let stop = Arc::new(AtomicBool::new(false));
+        let watcher = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut max = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    max = max.max(shared.queued_bytes.load(Ordering::Relaxed));
+                }
+                max
+            })
+        };
+        // Nothing is sent: every push beyond the budget must evict or be dropped.
+        for round in 0..2000u64 {
+            let batch = (0..8)
+                .map(|i| req(1 + (round as usize + i) % 3, 1, 300 + 97 * i, 1))
+                .collect();
+            sender.push(batch);
+        }
+        stop.store(true, Ordering::Relaxed);
+        let max = watcher.join().expect("watcher thread");
+        assert!(max <= 10_000, "queued {max} bytes over a 10000-byte budget");
+        let snap = stats.snapshot(0);
+        assert!(snap.dropped.iter().sum::<u64>() > 0, "{snap:?}");
+        assert!(shared.queued_bytes.load(Ordering::Relaxed) <= 10_000);
     }
 
     #[test]
