@@ -98,6 +98,16 @@ impl TableKind {
         }
     }
 
+    /// Top-level columns whose values are all distinct (no dictionary encoding).
+    pub fn unique_columns(self) -> &'static [&'static str] {
+        match self {
+            TableKind::Spans => &["span_id"],
+            TableKind::Processes => &["process_id"],
+            TableKind::Streams => &["stream_id"],
+            TableKind::LogEntries | TableKind::Measures | TableKind::Histograms => &[],
+        }
+    }
+
     /// Version of the column layout; bumped (with a migration note in docs/schema.md)
     /// whenever a column is added.
     pub fn schema_version(self) -> i64 {
@@ -420,7 +430,11 @@ mod tests {
             let last = schema.fields().last().expect("non-empty schema");
             assert_eq!(last.name(), DATE_COLUMN, "{}", kind.name());
             assert!(schema.field_with_name(kind.time_column()).is_ok());
-            for column in kind.bloom_filter_columns() {
+            for column in kind
+                .bloom_filter_columns()
+                .iter()
+                .chain(kind.unique_columns())
+            {
                 assert!(schema.field_with_name(column).is_ok(), "{column}");
             }
             assert_eq!(TableKind::from_name(kind.name()), Some(kind));

@@ -23,7 +23,7 @@ use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, DeltaTableBuilder, TableProperty};
 use object_store::ObjectStoreExt as _;
 use object_store::path::Path;
-use parquet::arrow::ArrowWriter;
+use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -587,6 +587,16 @@ fn base_writer_properties(
         .set_compression(Compression::ZSTD(zstd))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_statistics_enabled(EnabledStatistics::Page);
+    for path in repeated_leaves(batch.schema_ref())? {
+        // Minimum and maximum of a map's keys and values, or of a list's elements, prune
+        // nothing (no reader turns a predicate on one entry into a range on the column),
+        // and computing them on every entry cost a tenth of the commit path.
+        builder = builder.set_column_statistics_enabled(path, EnabledStatistics::None);
+    }
+    for column in kind.unique_columns() {
+        // Every value distinct: a dictionary only costs a hash per value until it spills.
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(*column), false);
+    }
     for column in kind.bloom_filter_columns() {
         // Sized for the ids a row group really holds (a trace's spans share one): a filter
         // sized for one id per row is ~8 times larger, and a lookup reads every row group's.
@@ -599,6 +609,17 @@ fn base_writer_properties(
             .set_column_bloom_filter_max_ndv(path, ndv as u64);
     }
     Ok(builder)
+}
+
+/// The Parquet paths of the leaf columns under a list or a map.
+fn repeated_leaves(schema: &SchemaRef) -> Result<Vec<ColumnPath>> {
+    let descriptor = ArrowSchemaConverter::new().convert(schema)?;
+    Ok(descriptor
+        .columns()
+        .iter()
+        .filter(|column| column.max_rep_level() > 0)
+        .map(|column| column.path().clone())
+        .collect())
 }
 
 /// Delta file statistics (`numRecords`, `minValues`, `maxValues`, `nullCount`) of the
@@ -708,5 +729,35 @@ mod tests {
         assert_eq!(row_group_distinct(&few, "trace_id"), 2);
         // Not a string column: sized for a row group of distinct values.
         assert_eq!(row_group_distinct(&few, "missing"), ROW_GROUP_ROWS);
+    }
+
+    #[test]
+    fn statistics_where_they_prune_dictionaries_where_values_repeat() {
+        let spans = RecordBatch::new_empty(TableKind::Spans.schema());
+        let properties = writer_properties(TableKind::Spans, &spans).expect("properties");
+        let path = |p: &str| ColumnPath::new(p.split('.').map(str::to_owned).collect());
+        for top in ["start_time", "trace_id", "name", "duration_ns"] {
+            assert_eq!(
+                properties.statistics_enabled(&path(top)),
+                EnabledStatistics::Page,
+                "{top}"
+            );
+        }
+        for nested in [
+            "properties.key_value.key",
+            "properties.key_value.value.str",
+            "events.list.element.name",
+            "links.list.element.properties.key_value.value.int",
+            "scope_properties.key_value.key",
+        ] {
+            assert_eq!(
+                properties.statistics_enabled(&path(nested)),
+                EnabledStatistics::None,
+                "{nested}"
+            );
+        }
+        assert!(!properties.dictionary_enabled(&path("span_id")));
+        assert!(properties.dictionary_enabled(&path("trace_id")));
+        assert!(properties.dictionary_enabled(&path("properties.key_value.key")));
     }
 }
