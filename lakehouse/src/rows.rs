@@ -7,10 +7,11 @@
 
 use std::sync::Arc;
 
+use arrow::array::BooleanBufferBuilder;
 use arrow::array::{
     Array, ArrayBuilder, ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Float64Builder,
-    Int32Builder, Int64Builder, ListArray, MapArray, PrimitiveBuilder, RecordBatch, StringBuilder,
-    StructArray, TimestampMicrosecondBuilder,
+    Int32Builder, Int64Builder, ListArray, MapArray, PrimitiveBuilder, RecordBatch, StringArray,
+    StringBuilder, StructArray, TimestampMicrosecondArray, TimestampMicrosecondBuilder,
 };
 use arrow::buffer::{NullBuffer, OffsetBuffer};
 use arrow::datatypes::{
@@ -276,74 +277,125 @@ pub struct Identity {
     pub service_instance_id: Option<String>,
 }
 
-/// Identity columns, in schema order.
-#[derive(Debug)]
+/// Identity columns, in schema order. Rows come in runs that share one identity and one
+/// insert time (every row of a request's resource, of a native block), so the builder keeps
+/// runs and writes each column whole at `finish`: one comparison per row instead of ten
+/// appends.
+#[derive(Debug, Default)]
 pub struct IdentityColumns {
-    process_id: StringBuilder,
-    stream_id: StringBuilder,
-    insert_time: TimestampMicrosecondBuilder,
-    exe: StringBuilder,
-    username: StringBuilder,
-    computer: StringBuilder,
-    service_name: StringBuilder,
-    service_namespace: StringBuilder,
-    service_version: StringBuilder,
-    service_instance_id: StringBuilder,
+    runs: Vec<IdentityRun>,
 }
 
-impl Default for IdentityColumns {
-    fn default() -> Self {
-        IdentityColumns {
-            process_id: StringBuilder::new(),
-            stream_id: StringBuilder::new(),
-            insert_time: timestamp_builder(),
-            exe: StringBuilder::new(),
-            username: StringBuilder::new(),
-            computer: StringBuilder::new(),
-            service_name: StringBuilder::new(),
-            service_namespace: StringBuilder::new(),
-            service_version: StringBuilder::new(),
-            service_instance_id: StringBuilder::new(),
-        }
-    }
+#[derive(Debug)]
+struct IdentityRun {
+    identity: Identity,
+    insert_time_micros: i64,
+    rows: usize,
 }
 
 impl IdentityColumns {
     /// Appends one row of identity, received at `insert_time_micros`.
     pub fn append(&mut self, identity: &Identity, insert_time_micros: i64) {
-        self.process_id.append_value(&identity.process_id);
-        self.stream_id.append_value(&identity.stream_id);
-        self.insert_time.append_value(insert_time_micros);
-        append_opt_str(&mut self.exe, identity.exe.as_deref());
-        append_opt_str(&mut self.username, identity.username.as_deref());
-        append_opt_str(&mut self.computer, identity.computer.as_deref());
-        append_opt_str(&mut self.service_name, identity.service_name.as_deref());
-        append_opt_str(
-            &mut self.service_namespace,
-            identity.service_namespace.as_deref(),
-        );
-        append_opt_str(
-            &mut self.service_version,
-            identity.service_version.as_deref(),
-        );
-        append_opt_str(
-            &mut self.service_instance_id,
-            identity.service_instance_id.as_deref(),
-        );
+        if let Some(last) = self.runs.last_mut()
+            && last.insert_time_micros == insert_time_micros
+            && last.identity == *identity
+        {
+            last.rows += 1;
+            return;
+        }
+        self.runs.push(IdentityRun {
+            identity: identity.clone(),
+            insert_time_micros,
+            rows: 1,
+        });
     }
 
-    fn finish(&mut self, columns: &mut Vec<ArrayRef>) {
-        columns.push(Arc::new(self.process_id.finish()));
-        columns.push(Arc::new(self.stream_id.finish()));
-        columns.push(Arc::new(self.insert_time.finish()));
-        columns.push(Arc::new(self.exe.finish()));
-        columns.push(Arc::new(self.username.finish()));
-        columns.push(Arc::new(self.computer.finish()));
-        columns.push(Arc::new(self.service_name.finish()));
-        columns.push(Arc::new(self.service_namespace.finish()));
-        columns.push(Arc::new(self.service_version.finish()));
-        columns.push(Arc::new(self.service_instance_id.finish()));
+    /// Rows appended since the last `finish`.
+    pub fn len(&self) -> usize {
+        self.runs.iter().map(|run| run.rows).sum()
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
+
+    fn finish(&mut self, columns: &mut Vec<ArrayRef>) -> Result<(), ArrowError> {
+        let runs = std::mem::take(&mut self.runs);
+        let rows = runs.iter().map(|run| run.rows).sum();
+        columns.push(repeated_strings(&runs, rows, |i| {
+            Some(i.process_id.as_str())
+        })?);
+        columns.push(repeated_strings(&runs, rows, |i| {
+            Some(i.stream_id.as_str())
+        })?);
+        let mut times = Vec::with_capacity(rows);
+        for run in &runs {
+            times.extend(std::iter::repeat_n(run.insert_time_micros, run.rows));
+        }
+        columns.push(Arc::new(
+            TimestampMicrosecondArray::from(times).with_timezone("UTC"),
+        ));
+        let optional: [fn(&Identity) -> Option<&str>; 7] = [
+            |i| i.exe.as_deref(),
+            |i| i.username.as_deref(),
+            |i| i.computer.as_deref(),
+            |i| i.service_name.as_deref(),
+            |i| i.service_namespace.as_deref(),
+            |i| i.service_version.as_deref(),
+            |i| i.service_instance_id.as_deref(),
+        ];
+        for field in optional {
+            // Empty is null, as `append_opt_str` stores it.
+            columns.push(repeated_strings(&runs, rows, |i| {
+                field(i).filter(|text| !text.is_empty())
+            })?);
+        }
+        Ok(())
+    }
+}
+
+/// A string column of `rows` rows holding each run's `field`, `rows` times.
+fn repeated_strings(
+    runs: &[IdentityRun],
+    rows: usize,
+    field: impl Fn(&Identity) -> Option<&str>,
+) -> Result<ArrayRef, ArrowError> {
+    let bytes: usize = runs
+        .iter()
+        .map(|run| field(&run.identity).map_or(0, str::len) * run.rows)
+        .sum();
+    let too_long = |_| ArrowError::InvalidArgumentError(format!("{bytes} bytes in one column"));
+    i32::try_from(bytes).map_err(too_long)?;
+    let mut values = Vec::with_capacity(bytes);
+    let mut offsets = Vec::with_capacity(rows + 1);
+    offsets.push(0_i32);
+    let mut valid = BooleanBufferBuilder::new(rows);
+    let mut end = 0_i32;
+    for run in runs {
+        match field(&run.identity) {
+            Some(text) => {
+                // Fits: the total was checked above.
+                let len = i32::try_from(text.len()).unwrap_or(i32::MAX);
+                for _ in 0..run.rows {
+                    values.extend_from_slice(text.as_bytes());
+                    end += len;
+                    offsets.push(end);
+                }
+                valid.append_n(run.rows, true);
+            }
+            None => {
+                offsets.extend(std::iter::repeat_n(end, run.rows));
+                valid.append_n(run.rows, false);
+            }
+        }
+    }
+    let nulls = NullBuffer::new(valid.finish());
+    let nulls = (nulls.null_count() > 0).then_some(nulls);
+    Ok(Arc::new(StringArray::try_new(
+        OffsetBuffer::new(offsets.into()),
+        values.into(),
+        nulls,
+    )?))
 }
 
 /// Instrumentation-scope columns, in schema order.
@@ -535,7 +587,7 @@ impl SpansBuilder {
 
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(40);
-        self.identity.finish(&mut columns);
+        self.identity.finish(&mut columns)?;
         columns.push(Arc::new(self.trace_id.finish()));
         columns.push(Arc::new(self.span_id.finish()));
         columns.push(Arc::new(self.parent_span_id.finish()));
@@ -800,7 +852,7 @@ impl LogEntriesBuilder {
 
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(32);
-        self.identity.finish(&mut columns);
+        self.identity.finish(&mut columns)?;
         columns.push(Arc::new(self.times.time.finish()));
         columns.push(Arc::new(self.times.time_unix_nano.finish()));
         columns.push(Arc::new(self.observed_time_unix_nano.finish()));
@@ -911,7 +963,7 @@ impl MeasuresBuilder {
 
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(32);
-        self.identity.finish(&mut columns);
+        self.identity.finish(&mut columns)?;
         self.point.finish(&mut columns);
         columns.push(Arc::new(self.value.finish()));
         columns.push(Arc::new(self.int_value.finish()));
@@ -1033,7 +1085,7 @@ impl HistogramsBuilder {
 
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(40);
-        self.identity.finish(&mut columns);
+        self.identity.finish(&mut columns)?;
         self.point.finish(&mut columns);
         columns.push(Arc::new(self.count.finish()));
         columns.push(Arc::new(self.sum.finish()));
@@ -1065,6 +1117,60 @@ mod tests {
     use arrow::array::{Array, AsArray};
 
     use super::*;
+
+    #[test]
+    fn identity_runs_become_the_same_columns_as_row_by_row_appends() {
+        let a = Identity {
+            process_id: "p1".into(),
+            stream_id: "s1".into(),
+            exe: Some("exe".into()),
+            service_name: Some(String::new()),
+            service_version: Some("1.2".into()),
+            ..Identity::default()
+        };
+        let mut b = a.clone();
+        b.stream_id = "s2".into();
+        b.exe = None;
+        b.computer = Some("host".into());
+        let rows = [(&a, 10), (&a, 10), (&b, 10), (&b, 11), (&a, 11), (&a, 11)];
+        let mut columns = IdentityColumns::default();
+        for (identity, time) in rows {
+            columns.append(identity, time);
+        }
+        assert_eq!(columns.len(), 6);
+        assert_eq!(columns.runs.len(), 4);
+        let mut arrays = Vec::new();
+        columns.finish(&mut arrays).expect("columns");
+        assert!(columns.is_empty());
+        assert_eq!(arrays.len(), 10);
+        let strings = |i: usize| -> Vec<Option<String>> {
+            arrays[i]
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.map(str::to_owned))
+                .collect()
+        };
+        let expect = |f: fn(&Identity) -> Option<&str>| -> Vec<Option<String>> {
+            rows.iter()
+                .map(|(identity, _)| f(identity).filter(|t| !t.is_empty()).map(str::to_owned))
+                .collect()
+        };
+        assert_eq!(strings(0), expect(|i| Some(i.process_id.as_str())));
+        assert_eq!(strings(1), expect(|i| Some(i.stream_id.as_str())));
+        let times: Vec<i64> = arrays[2]
+            .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+            .values()
+            .to_vec();
+        assert_eq!(times, [10, 10, 10, 11, 11, 11]);
+        assert_eq!(arrays[2].data_type(), &crate::schema::timestamp_type());
+        assert_eq!(strings(3), expect(|i| i.exe.as_deref()));
+        assert_eq!(strings(5), expect(|i| i.computer.as_deref()));
+        // An empty service name is null, as on the row-by-row path.
+        assert_eq!(strings(6), vec![None; 6]);
+        assert_eq!(arrays[6].null_count(), 6);
+        assert_eq!(strings(8), expect(|i| i.service_version.as_deref()));
+        assert_eq!(arrays[9].null_count(), 6);
+    }
 
     #[test]
     fn dates_and_micros_round_down() {
