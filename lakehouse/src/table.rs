@@ -3,7 +3,8 @@
 //!
 //! Files are written by Tarn, not by delta-rs' writer, so their layout serves the queries
 //! people run (reference/query-anchor.md): rows sorted by event time, 128K-row row groups,
-//! page-level statistics and the page index, bloom filters on trace and process ids, ZSTD.
+//! page-level statistics and the page index on top-level columns, bloom filters on trace
+//! and process ids, ZSTD.
 //! The Delta `add` actions carry min/max statistics of the top-level primitive columns,
 //! so readers skip files by time, duration or status without opening them.
 
