@@ -3,6 +3,11 @@
 #
 #   bash compat-tests/load-bench/run.sh [path/to/tarn] [seconds per case]
 #   ONLY=native bash compat-tests/load-bench/run.sh ...   # only the cases whose title matches
+#   WARMUP=3 bash compat-tests/load-bench/run.sh ...      # seconds of load before the window
+#
+# The default warm-up (15 s) outlasts the first Delta commit (every 10 s): until then the
+# gateway is still growing into its working set (the fresh rows of one commit interval),
+# and the kernel zeroing those new pages was 10-15 % of the CPU of a window started at 3 s.
 #
 # For each case it starts a fresh `tarn serve` (embedded defaults: SQLite catalog, file://
 # lake, WAL fsync before every acknowledgement), drives it with `tarn load` from the same
@@ -14,6 +19,7 @@ set -euo pipefail
 
 tarn=${1:-${CARGO_TARGET_DIR:-$HOME/.cache/tarn/target}/release/tarn}
 secs=${2:-20}
+warmup=${WARMUP:-15}
 work=$(mktemp -d /tmp/tarn-load-bench.XXXXXX)
 pid=""
 trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
@@ -48,7 +54,7 @@ case_() {
   start
   echo "### $title"
   "$tarn" load --pid "$pid" --flightsql "grpc://$flight" --duration-secs "$secs" \
-    --warmup-secs 3 --drain-secs 15 --target "${!port}" "$@" | sed 's/^/    /'
+    --warmup-secs "$warmup" --drain-secs 15 --target "${!port}" "$@" | sed 's/^/    /'
   stop
 }
 
