@@ -670,6 +670,11 @@ mod tests {
         }
     }
 
+    /// Opens the log in `dir` with default options and a sink nobody reads.
+    fn open_default(dir: &Path) -> (Wal, Replay) {
+        Wal::open(dir, WalOptions::default(), Arc::new(Collect::default())).unwrap()
+    }
+
     fn batch(n: i64) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![
             Field::new("n", DataType::Int64, false),
@@ -707,12 +712,7 @@ mod tests {
         assert_eq!(wal.append(records(&[3])).await.unwrap(), vec![3]);
         assert_eq!(sink.0.lock().unwrap().len(), 3);
         drop(wal);
-        let (wal, replay) = Wal::open(
-            dir.path(),
-            WalOptions::default(),
-            Arc::new(Collect::default()),
-        )
-        .unwrap();
+        let (wal, replay) = open_default(dir.path());
         assert_eq!(wal.id(), id);
         let seqs: Vec<u64> = replay.records.iter().map(|r| r.seq).collect();
         assert_eq!(seqs, [1, 2, 3]);
@@ -724,23 +724,13 @@ mod tests {
     #[tokio::test]
     async fn a_group_larger_than_one_vectored_write_is_written_whole() {
         let dir = tempfile::tempdir().unwrap();
-        let (wal, _) = Wal::open(
-            dir.path(),
-            WalOptions::default(),
-            Arc::new(Collect::default()),
-        )
-        .unwrap();
+        let (wal, _) = open_default(dir.path());
         // 700 records are 1,400 slices: more than the 1,024 one writev takes.
         let values: Vec<i64> = (0..700).map(|n| n * 10).collect();
         let seqs = wal.append(records(&values)).await.unwrap();
         assert_eq!(seqs, (1..=700).collect::<Vec<u64>>());
         drop(wal);
-        let (_, replay) = Wal::open(
-            dir.path(),
-            WalOptions::default(),
-            Arc::new(Collect::default()),
-        )
-        .unwrap();
+        let (_, replay) = open_default(dir.path());
         assert_eq!(replay.truncated_bytes, 0);
         assert_eq!(replay.records.len(), 700);
         for (record, n) in replay.records.iter().zip(&values) {
@@ -751,12 +741,7 @@ mod tests {
     #[tokio::test]
     async fn a_torn_tail_is_cut_off_and_the_rest_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let (wal, _) = Wal::open(
-            dir.path(),
-            WalOptions::default(),
-            Arc::new(Collect::default()),
-        )
-        .unwrap();
+        let (wal, _) = open_default(dir.path());
         wal.append(records(&[1, 2])).await.unwrap();
         drop(wal);
         let mut segments: Vec<_> = std::fs::read_dir(dir.path())
@@ -780,12 +765,7 @@ mod tests {
                 std::fs::remove_file(segment).unwrap();
             }
         }
-        let (_, replay) = Wal::open(
-            dir.path(),
-            WalOptions::default(),
-            Arc::new(Collect::default()),
-        )
-        .unwrap();
+        let (_, replay) = open_default(dir.path());
         assert_eq!(replay.records.len(), 2);
         assert_eq!(replay.truncated_bytes, 9);
     }
