@@ -12,10 +12,19 @@
 //!   `decode_block` is the CBOR envelope; `normalize` is what the native route does next
 //!   (LZ4, transit records, span pairing, Arrow batches); `decode+normalize` both.
 //!
+//! - `commit/spans`: the first step of a Delta commit, on 128 normalized trace requests
+//!   (65,536 rows, all of one date, each request with the same times, so the sort
+//!   interleaves them all, as under `tarn load`): `sorted_parts` is what commits run
+//!   (concatenate the fresh batches, sort by time, gather every column in that order);
+//!   `interleave` gathers from the fresh batches without concatenating (arrow's
+//!   `interleave`), the alternative it was measured against.
+//!
 //! Neither includes the WAL, the catalog or the HTTP server: see `tarn load` for those.
 
 use std::hint::black_box;
 
+use arrow::array::{Array, RecordBatch};
+use arrow::compute::{self, SortColumn, SortOptions};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use prost::Message;
 use tarn_gateway::load::native::{BlockKind, NativeRun, TSC_FREQUENCY};
@@ -24,10 +33,17 @@ use tarn_gateway::native::normalize::{AsyncState, Clock, Context, ThreadState, n
 use tarn_gateway::otlp::{Export, Logs, Metrics, Normalized, Traces};
 use tarn_lakehouse::catalog::ProcessRecord;
 use tarn_lakehouse::rows::Identity;
+use tarn_lakehouse::schema::{DATE_COLUMN, TableKind};
+use tarn_lakehouse::table::sorted_parts;
 use tarn_proto::native::{
     Block, StreamDecoder, decode_block, decode_process, decode_stream, encode_block,
     encode_process, encode_stream,
 };
+
+/// The gateway's allocator, so allocation costs are the ones `tarn serve` pays (run with
+/// `MIMALLOC_PURGE_DELAY=-1`, as `tarn` sets it at start-up).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Records per OTLP request and string attributes per record (the uniform shape's defaults).
 const RECORDS: usize = 512;
@@ -229,5 +245,86 @@ fn native(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, otlp, native);
+/// The alternative `sorted_parts` was measured against: no concatenation, every row gathered
+/// from its fresh batch into its sorted place by arrow's `interleave` (rows of one date).
+fn gather_sorted(batches: &[RecordBatch]) -> RecordBatch {
+    let time = TableKind::Spans.time_column();
+    let times: Vec<&dyn Array> = batches
+        .iter()
+        .map(|batch| batch.column_by_name(time).expect("time column").as_ref())
+        .collect();
+    let order = compute::lexsort_to_indices(
+        &[SortColumn {
+            values: compute::concat(&times).expect("concat times"),
+            options: Some(SortOptions::default()),
+        }],
+        None,
+    )
+    .expect("sort");
+    let places: Vec<(usize, usize)> = batches
+        .iter()
+        .enumerate()
+        .flat_map(|(index, batch)| (0..batch.num_rows()).map(move |row| (index, row)))
+        .collect();
+    let order: Vec<(usize, usize)> = order
+        .values()
+        .iter()
+        .map(|&row| places[row as usize])
+        .collect();
+    let sources: Vec<RecordBatch> = batches
+        .iter()
+        .map(|batch| {
+            let mut batch = batch.clone();
+            let date = batch.schema().index_of(DATE_COLUMN).expect("date column");
+            batch.remove_column(date);
+            batch
+        })
+        .collect();
+    let sources: Vec<&RecordBatch> = sources.iter().collect();
+    compute::interleave_record_batch(&sources, &order).expect("interleave")
+}
+
+fn commit(c: &mut Criterion) {
+    const REQUESTS: u64 = 128;
+    let run = Run {
+        shape: Shape::Uniform,
+        signal: LoadSignal::Traces,
+        seed: 1,
+        batch: RECORDS,
+        attributes: ATTRIBUTES,
+        days: 3.0,
+        now: NOW as u64,
+        run_id: "0123456789abcdef0123456789abcdef".to_owned(),
+    };
+    let batches: Vec<RecordBatch> = (0..REQUESTS)
+        .flat_map(|index| {
+            let Request::Traces(traces) = shapes::request(&run, index, RECORDS) else {
+                panic!("traces expected");
+            };
+            Traces::normalize(&traces, NOW).batches
+        })
+        .filter(|(kind, _)| *kind == TableKind::Spans)
+        .map(|(_, batch)| batch.expect("spans normalize"))
+        .collect();
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    assert_eq!(rows, REQUESTS as usize * RECORDS);
+    // Both ways give the same rows.
+    let parts = sorted_parts(TableKind::Spans, &batches).expect("sorted parts");
+    assert_eq!(parts.len(), 1, "the uniform shape's spans share one date");
+    assert_eq!(parts[0].1, gather_sorted(&batches));
+    println!("commit/spans: {rows} rows");
+
+    let mut group = c.benchmark_group("commit/spans");
+    group.throughput(Throughput::Elements(rows as u64));
+    group.sample_size(20);
+    group.bench_function("sorted_parts", |b| {
+        b.iter(|| sorted_parts(TableKind::Spans, black_box(&batches)).expect("sorted parts"));
+    });
+    group.bench_function("interleave", |b| {
+        b.iter(|| gather_sorted(black_box(&batches)));
+    });
+    group.finish();
+}
+
+criterion_group!(benches, otlp, native, commit);
 criterion_main!(benches);
