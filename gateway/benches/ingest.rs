@@ -1,4 +1,5 @@
-//! Decode + normalize throughput of the ingest paths, in records (events) per second:
+//! Decode + normalize throughput of the ingest paths, and the sort that starts a commit, in
+//! records (events) per second:
 //! `cargo bench -p tarn-gateway --bench ingest`.
 //!
 //! - `otlp/<signal>`: requests of the `uniform` shape of `tarn load` (512 records, 10 string
@@ -19,7 +20,7 @@
 //!   `interleave` gathers from the fresh batches without concatenating (arrow's
 //!   `interleave`), the alternative it was measured against.
 //!
-//! Neither includes the WAL, the catalog or the HTTP server: see `tarn load` for those.
+//! None includes the WAL, the catalog or the HTTP server: see `tarn load` for those.
 
 use std::hint::black_box;
 
@@ -53,8 +54,9 @@ const EVENTS: usize = 10_000;
 /// A fixed "now" (2027-01-15), so runs compare.
 const NOW: i64 = 1_800_000_000_000_000_000;
 
-fn uniform(signal: LoadSignal) -> Request {
-    let run = Run {
+/// `tarn load`'s uniform shape with the defaults above and a fixed "now".
+fn uniform_run(signal: LoadSignal) -> Run {
+    Run {
         shape: Shape::Uniform,
         signal,
         seed: 1,
@@ -63,8 +65,11 @@ fn uniform(signal: LoadSignal) -> Request {
         days: 3.0,
         now: NOW as u64,
         run_id: "0123456789abcdef0123456789abcdef".to_owned(),
-    };
-    shapes::request(&run, 0, RECORDS)
+    }
+}
+
+fn uniform(signal: LoadSignal) -> Request {
+    shapes::request(&uniform_run(signal), 0, RECORDS)
 }
 
 /// Rows of a normalized request, to check the benchmark measures what it says.
@@ -286,16 +291,7 @@ fn gather_sorted(batches: &[RecordBatch]) -> RecordBatch {
 
 fn commit(c: &mut Criterion) {
     const REQUESTS: u64 = 128;
-    let run = Run {
-        shape: Shape::Uniform,
-        signal: LoadSignal::Traces,
-        seed: 1,
-        batch: RECORDS,
-        attributes: ATTRIBUTES,
-        days: 3.0,
-        now: NOW as u64,
-        run_id: "0123456789abcdef0123456789abcdef".to_owned(),
-    };
+    let run = uniform_run(LoadSignal::Traces);
     let batches: Vec<RecordBatch> = (0..REQUESTS)
         .flat_map(|index| {
             let Request::Traces(traces) = shapes::request(&run, index, RECORDS) else {
