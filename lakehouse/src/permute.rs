@@ -267,14 +267,19 @@ pub(crate) mod tests {
             let ours = take_batch(&batch, &indices).expect("take_batch");
             let arrows = compute::take_record_batch(&batch, &indices).expect("arrow take");
             assert_eq!(ours.num_rows(), order.len());
-            for (column, field) in batch.schema().fields().iter().enumerate() {
-                assert_eq!(
-                    ours.column(column).to_data(),
-                    arrows.column(column).to_data(),
-                    "column {} in order {order:?}",
-                    field.name()
-                );
-            }
+            assert_same_columns(&ours, &arrows, &format!("order {order:?}"));
+        }
+    }
+
+    /// Asserts that `ours` and `theirs` hold the same values, column by column.
+    pub(crate) fn assert_same_columns(ours: &RecordBatch, theirs: &RecordBatch, context: &str) {
+        for (column, field) in ours.schema().fields().iter().enumerate() {
+            assert_eq!(
+                ours.column(column).to_data(),
+                theirs.column(column).to_data(),
+                "column {} in {context}",
+                field.name()
+            );
         }
     }
 

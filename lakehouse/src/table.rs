@@ -787,7 +787,7 @@ mod tests {
 
     #[test]
     fn parts_are_split_by_date_and_sorted_by_time() {
-        use crate::permute::tests::spans_at;
+        use crate::permute::tests::{assert_same_columns, spans_at};
         const HOUR: i64 = 3_600_000_000_000;
         // Batches out of time order, overlapping, crossing midnight, one of them empty.
         let batches = vec![
@@ -804,14 +804,7 @@ mod tests {
             assert_eq!(day, reference_day);
             assert_eq!(part.schema(), reference_part.schema());
             assert_eq!(part.num_rows(), reference_part.num_rows());
-            for (column, field) in part.schema().fields().iter().enumerate() {
-                assert_eq!(
-                    part.column(column).to_data(),
-                    reference_part.column(column).to_data(),
-                    "column {} of day {day}",
-                    field.name()
-                );
-            }
+            assert_same_columns(part, reference_part, &format!("day {day}"));
         }
         let rows: usize = ours.iter().map(|(_, part)| part.num_rows()).sum();
         assert_eq!(rows, 100);
