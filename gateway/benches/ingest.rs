@@ -19,6 +19,10 @@
 //!   (concatenate the fresh batches, sort by time, gather every column in that order);
 //!   `interleave` gathers from the fresh batches without concatenating (arrow's
 //!   `interleave`), the alternative it was measured against.
+//! - `commit/<table>/parquet`: the next step, one sorted part written as a Parquet file with
+//!   the commit's writer settings (`current`) and with other compressions; for `spans` the
+//!   part above, for `log` and `metrics` thirteen native blocks (130,000 rows). The size of
+//!   each file is printed.
 //!
 //! None includes the WAL, the catalog or the HTTP server: see `tarn load` for those.
 
@@ -27,6 +31,9 @@ use std::hint::black_box;
 use arrow::array::{Array, RecordBatch};
 use arrow::compute::{self, SortColumn, SortOptions};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
 use prost::Message;
 use tarn_gateway::load::native::{BlockKind, NativeRun, TSC_FREQUENCY};
 use tarn_gateway::load::shapes::{self, LoadSignal, Request, Run, Shape};
@@ -35,7 +42,7 @@ use tarn_gateway::otlp::{Export, Logs, Metrics, Normalized, Traces};
 use tarn_lakehouse::catalog::ProcessRecord;
 use tarn_lakehouse::rows::Identity;
 use tarn_lakehouse::schema::{DATE_COLUMN, TableKind};
-use tarn_lakehouse::table::sorted_parts;
+use tarn_lakehouse::table::{sorted_parts, writer_properties};
 use tarn_proto::native::{
     Block, StreamDecoder, decode_block, decode_process, decode_stream, encode_block,
     encode_process, encode_stream,
@@ -247,6 +254,32 @@ fn native(c: &mut Criterion) {
             });
         });
         group.finish();
+
+        if kind != BlockKind::Cpu {
+            // Thirteen blocks of the stream, one commit's worth, through the commit's sort.
+            let table = if kind == BlockKind::Log {
+                TableKind::LogEntries
+            } else {
+                TableKind::Measures
+            };
+            let batches: Vec<RecordBatch> = (0..13u64)
+                .flat_map(|turn| {
+                    let index = index as u64 + 3 * turn;
+                    let planned = run.plan(index).expect("planned");
+                    let block = run.block(index, &planned);
+                    let block = decode_block(&encode_block(&block)).expect("block decodes");
+                    normalize(&decoder, &block, &process, &identity, &thread).batches
+                })
+                .filter(|(batch_kind, _)| *batch_kind == table)
+                .map(|(_, batch)| batch.expect("rows normalize"))
+                .collect();
+            let parts = sorted_parts(table, &batches).expect("sorted parts");
+            let (_, part) = parts
+                .iter()
+                .max_by_key(|(_, part)| part.num_rows())
+                .expect("rows");
+            parquet_variants(c, &format!("commit/{name}/parquet"), table, part);
+        }
     }
 }
 
@@ -320,6 +353,51 @@ fn commit(c: &mut Criterion) {
         b.iter(|| gather_sorted(black_box(&batches)));
     });
     group.finish();
+
+    parquet_variants(c, "commit/spans/parquet", TableKind::Spans, &parts[0].1);
+}
+
+/// Parquet encoding of one sorted part with the commit's writer settings (ZSTD level
+/// [`tarn_lakehouse::table::ZSTD_LEVEL`]), against the same settings with another compression: ZSTD level 3 (what
+/// commits used before), LZ4, Snappy, none.
+fn parquet_variants(c: &mut Criterion, name: &str, kind: TableKind, part: &RecordBatch) {
+    let base = writer_properties(kind, part).expect("properties");
+    let with = |compression| {
+        base.clone()
+            .into_builder()
+            .set_compression(compression)
+            .build()
+    };
+    let variants = [
+        ("current", base.clone()),
+        (
+            "zstd3",
+            with(Compression::ZSTD(ZstdLevel::try_new(3).expect("level"))),
+        ),
+        ("lz4_raw", with(Compression::LZ4_RAW)),
+        ("snappy", with(Compression::SNAPPY)),
+        ("uncompressed", with(Compression::UNCOMPRESSED)),
+    ];
+    let mut group = c.benchmark_group(name);
+    group.throughput(Throughput::Elements(part.num_rows() as u64));
+    group.sample_size(10);
+    for (variant, properties) in variants {
+        let size = encode(part, &properties).len();
+        println!("{name}/{variant}: {} rows, {size} bytes", part.num_rows());
+        group.bench_function(variant, |b| {
+            b.iter(|| encode(black_box(part), &properties));
+        });
+    }
+    group.finish();
+}
+
+fn encode(part: &RecordBatch, properties: &WriterProperties) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut writer =
+        ArrowWriter::try_new(&mut bytes, part.schema(), Some(properties.clone())).expect("writer");
+    writer.write(part).expect("write");
+    writer.close().expect("close");
+    bytes
 }
 
 criterion_group!(benches, otlp, native, commit);
