@@ -28,7 +28,7 @@
 
 use std::hint::black_box;
 
-use arrow::array::{Array, RecordBatch};
+use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::{self, SortColumn, SortOptions};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use parquet::arrow::ArrowWriter;
@@ -42,7 +42,7 @@ use tarn_gateway::otlp::{Export, Logs, Metrics, Normalized, Traces};
 use tarn_lakehouse::catalog::ProcessRecord;
 use tarn_lakehouse::rows::Identity;
 use tarn_lakehouse::schema::{DATE_COLUMN, TableKind};
-use tarn_lakehouse::table::{sorted_parts, writer_properties};
+use tarn_lakehouse::table::{sorted_parts, stats_json, writer_properties};
 use tarn_proto::native::{
     Block, StreamDecoder, decode_block, decode_process, decode_stream, encode_block,
     encode_process, encode_stream,
@@ -388,6 +388,27 @@ fn parquet_variants(c: &mut Criterion, name: &str, kind: TableKind, part: &Recor
             b.iter(|| encode(black_box(part), &properties));
         });
     }
+    // The Delta statistics the commit computes on the same part, beside the file: string
+    // bounds read off the file's metadata, against comparing every string again (what
+    // commits did before).
+    let mut bytes = Vec::new();
+    let mut writer =
+        ArrowWriter::try_new(&mut bytes, part.schema(), Some(base.clone())).expect("writer");
+    writer.write(part).expect("write");
+    let metadata = writer.close().expect("close");
+    group.bench_function("stats_json", |b| {
+        b.iter(|| stats_json(black_box(part), &metadata));
+    });
+    group.bench_function("string_bounds_by_comparing", |b| {
+        b.iter(|| {
+            part.columns()
+                .iter()
+                .filter_map(|column| column.as_string_opt::<i32>())
+                .map(|values| (compute::min_string(values), compute::max_string(values)))
+                .filter(|(low, high)| low.is_some() && high.is_some())
+                .count()
+        });
+    });
     group.finish();
 }
 

@@ -249,8 +249,9 @@ async fn compact_group(
             let mut bytes = Vec::new();
             let mut writer = ArrowWriter::try_new(&mut bytes, part.schema(), Some(properties))?;
             writer.write(&part)?;
-            writer.close()?;
-            Ok((bytes, stats_json(&part)))
+            let metadata = writer.close()?;
+            let stats = stats_json(&part, &metadata);
+            Ok((bytes, stats))
         })
         .await
         .map_err(|e| Error::storage(format!("compaction task failed: {e}")))??;

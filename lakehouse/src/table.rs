@@ -26,8 +26,10 @@ use object_store::ObjectStoreExt as _;
 use object_store::path::Path;
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::metadata::SortingColumn;
+use parquet::data_type::ByteArray;
+use parquet::file::metadata::{ParquetMetaData, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::schema::types::ColumnPath;
 use serde_json::{Map, Value, json};
 use url::Url;
@@ -442,12 +444,13 @@ fn encode_files(kind: TableKind, batches: &[RecordBatch]) -> Result<Vec<EncodedF
         let mut bytes = Vec::new();
         let mut writer = ArrowWriter::try_new(&mut bytes, file_schema, Some(properties))?;
         writer.write(&part)?;
-        writer.close()?;
+        let metadata = writer.close()?;
+        let stats = stats_json(&part, &metadata);
         files.push(EncodedFile {
             path,
             date,
             bytes,
-            stats: stats_json(&part),
+            stats,
         });
     }
     Ok(files)
@@ -609,7 +612,10 @@ fn base_writer_properties(
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(zstd))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_statistics_enabled(EnabledStatistics::Page);
+        .set_statistics_enabled(EnabledStatistics::Page)
+        // Whole values in the row groups' statistics: the Delta statistics are read off
+        // them, and promise exact strings (`stats_json`).
+        .set_statistics_truncate_length(None);
     for path in repeated_leaves(batch.schema_ref())? {
         // Minimum and maximum of a map's keys and values, or of a list's elements, prune
         // nothing (no reader turns a predicate on one entry into a range on the column),
@@ -646,24 +652,45 @@ fn repeated_leaves(schema: &SchemaRef) -> Result<Vec<ColumnPath>> {
 }
 
 /// Delta file statistics (`numRecords`, `minValues`, `maxValues`, `nullCount`) of the
-/// top-level primitive columns. Values are exact: strings whole, timestamps to the
-/// microsecond (other Delta writers truncate timestamps to milliseconds; readers that add
-/// a millisecond to a maximum stay correct with exact values).
-pub fn stats_json(batch: &RecordBatch) -> String {
+/// top-level primitive columns of `batch`, written as the Parquet file `metadata` describes.
+/// Values are exact: strings whole, timestamps to the microsecond (other Delta writers
+/// truncate timestamps to milliseconds; readers that add a millisecond to a maximum stay
+/// correct with exact values).
+///
+/// The bounds of string columns come from the file's own row group statistics, which the
+/// writer computed while encoding (untruncated: see [`base_writer_properties`]), instead of
+/// from another pass comparing every string (`commit/*/parquet/stats_json` in
+/// gateway/benches/ingest.rs). Numbers and times are read off the batch: arrow's kernels
+/// are cheap there, and keep their NaN rule (a float column holding NaN has no maximum).
+pub fn stats_json(batch: &RecordBatch, metadata: &ParquetMetaData) -> String {
     let mut mins = Map::new();
     let mut maxs = Map::new();
     let mut nulls = Map::new();
+    let leaves: HashMap<&str, usize> = metadata
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .enumerate()
+        .filter(|(_, column)| column.path().parts().len() == 1)
+        .map(|(index, column)| (column.name(), index))
+        .collect();
     let schema = batch.schema();
     for (field, column) in schema.fields().iter().zip(batch.columns()) {
-        let name = field.name().clone();
-        let (low, high) = min_max(column.as_ref());
         match field.data_type() {
             DataType::Struct(_) | DataType::List(_) | DataType::Map(_, _) | DataType::Binary => {
                 continue;
             }
             _ => {}
         }
+        let name = field.name().clone();
         nulls.insert(name.clone(), json!(column.null_count()));
+        let (low, high) = match (field.data_type(), leaves.get(name.as_str())) {
+            // Comparing strings is what costs: the writer did it already.
+            (DataType::Utf8, Some(&leaf)) => file_string_bounds(metadata, leaf),
+            (DataType::Utf8, None) => (None, None),
+            _ => min_max(column.as_ref()),
+        };
         if let Some(low) = low {
             mins.insert(name.clone(), low);
         }
@@ -678,6 +705,57 @@ pub fn stats_json(batch: &RecordBatch) -> String {
         "nullCount": nulls,
     })
     .to_string()
+}
+
+/// The least and the greatest string of leaf column `leaf` in a file, from its row groups'
+/// statistics; `None` for a bound that some row group does not give exactly.
+fn file_string_bounds(metadata: &ParquetMetaData, leaf: usize) -> (Option<Value>, Option<Value>) {
+    let mut groups = Vec::with_capacity(metadata.num_row_groups());
+    for group in metadata.row_groups() {
+        match group.column(leaf).statistics() {
+            Some(statistics) => groups.push(statistics),
+            None => return (None, None),
+        }
+    }
+    let (low, high) = bounds(&groups, |statistics| match statistics {
+        Statistics::ByteArray(statistics) => Some(statistics),
+        _ => None,
+    });
+    let text = |value: Option<ByteArray>| {
+        value
+            .and_then(|value| value.as_utf8().ok().map(str::to_owned))
+            .map(Value::from)
+    };
+    (text(low), text(high))
+}
+
+/// The least minimum and the greatest maximum of the row groups' statistics `groups`, as
+/// `typed` reads them; a bound is `None` when some row group's is inexact or of another
+/// type. Row groups of nulls only have no bounds and are passed over.
+fn bounds<T: Clone + PartialOrd>(
+    groups: &[&Statistics],
+    typed: impl Fn(&Statistics) -> Option<&ValueStatistics<T>>,
+) -> (Option<T>, Option<T>) {
+    let (mut low, mut high): (Option<T>, Option<T>) = (None, None);
+    let (mut low_exact, mut high_exact) = (true, true);
+    for group in groups {
+        let Some(group) = typed(group) else {
+            return (None, None);
+        };
+        if let Some(min) = group.min_opt() {
+            low_exact &= group.min_is_exact();
+            if low.as_ref().is_none_or(|low| min < low) {
+                low = Some(min.clone());
+            }
+        }
+        if let Some(max) = group.max_opt() {
+            high_exact &= group.max_is_exact();
+            if high.as_ref().is_none_or(|high| max > high) {
+                high = Some(max.clone());
+            }
+        }
+    }
+    (low.filter(|_| low_exact), high.filter(|_| high_exact))
 }
 
 fn format_micros(micros: i64) -> Option<Value> {
@@ -705,13 +783,6 @@ fn min_max(column: &dyn Array) -> (Option<Value>, Option<Value>) {
             let values = column.as_primitive::<Float64Type>();
             let finite = |value: Option<f64>| value.filter(|v| v.is_finite()).map(Value::from);
             (finite(compute::min(values)), finite(compute::max(values)))
-        }
-        DataType::Utf8 => {
-            let values = column.as_string::<i32>();
-            (
-                compute::min_string(values).map(Value::from),
-                compute::max_string(values).map(Value::from),
-            )
         }
         DataType::Timestamp(TimeUnit::Microsecond, _) => {
             let values = column.as_primitive::<TimestampMicrosecondType>();
@@ -790,6 +861,106 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    /// The Delta statistics of `batch` written with `properties`, parsed.
+    fn written_stats(batch: &RecordBatch, properties: WriterProperties) -> (Value, usize) {
+        let mut bytes = Vec::new();
+        let mut writer =
+            ArrowWriter::try_new(&mut bytes, batch.schema(), Some(properties)).expect("writer");
+        writer.write(batch).expect("write");
+        let metadata = writer.close().expect("close");
+        let stats = serde_json::from_str(&stats_json(batch, &metadata)).expect("JSON");
+        (stats, metadata.num_row_groups())
+    }
+
+    #[test]
+    fn string_bounds_are_read_off_the_file_whole_across_row_groups() {
+        use arrow::array::Int64Array;
+        // Longer than the 64 bytes Parquet truncates statistics to by default, and the
+        // greatest value ("é" sorts after every ASCII letter).
+        let long = "é".repeat(100);
+        let names: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("m"),
+            None,
+            Some(long.as_str()),
+            Some("é"),
+            Some("a"),
+            Some("b"),
+        ]));
+        let nothing: ArrayRef = Arc::new(StringArray::from(vec![None::<&str>; 6]));
+        // Null in the first two row groups only.
+        let tail: ArrayRef = Arc::new(StringArray::from(vec![
+            None,
+            None,
+            None,
+            None,
+            Some("x".repeat(100)),
+            Some("w".to_owned()),
+        ]));
+        let numbers: ArrayRef = Arc::new(Int64Array::from(vec![5, -3, 7, 0, 2, 1]));
+        let batch = RecordBatch::try_from_iter([
+            ("name", names),
+            ("nothing", nothing),
+            ("tail", tail),
+            ("number", numbers),
+        ])
+        .expect("batch");
+        let properties = base_writer_properties(TableKind::Spans, &batch)
+            .expect("properties")
+            .set_max_row_group_row_count(Some(2))
+            .build();
+        let (stats, groups) = written_stats(&batch, properties);
+        assert_eq!(groups, 3);
+        assert_eq!(stats["numRecords"], json!(6));
+        assert_eq!(stats["minValues"]["name"], json!("a"));
+        assert_eq!(stats["maxValues"]["name"], json!(long));
+        assert_eq!(stats["minValues"]["tail"], json!("w"));
+        assert_eq!(stats["maxValues"]["tail"], json!("x".repeat(100)));
+        assert_eq!(stats["minValues"]["number"], json!(-3));
+        assert_eq!(stats["maxValues"]["number"], json!(7));
+        assert!(stats["minValues"].get("nothing").is_none(), "{stats}");
+        assert!(stats["maxValues"].get("nothing").is_none(), "{stats}");
+        assert_eq!(stats["nullCount"]["name"], json!(1));
+        assert_eq!(stats["nullCount"]["nothing"], json!(6));
+        assert_eq!(stats["nullCount"]["tail"], json!(4));
+    }
+
+    #[test]
+    fn committed_files_carry_the_bounds_of_every_string_column() {
+        use crate::permute::tests::spans_at;
+        let batches = vec![
+            spans_at(300, 1_700_000_000_000_000_000, 977),
+            spans_at(200, 1_700_000_000_000_000_000 + 5, 1_003),
+        ];
+        let files = encode_files(TableKind::Spans, &batches).expect("files");
+        let parts = sorted_parts(TableKind::Spans, &batches).expect("parts");
+        assert_eq!(files.len(), parts.len());
+        let mut checked = 0;
+        for (file, (_, part)) in files.iter().zip(&parts) {
+            let stats: Value = serde_json::from_str(&file.stats).expect("JSON");
+            for (field, column) in part.schema().fields().iter().zip(part.columns()) {
+                if field.data_type() != &DataType::Utf8 {
+                    continue;
+                }
+                let values = column.as_string::<i32>();
+                let name = field.name().as_str();
+                let expected = |value: Option<&str>| value.map_or(Value::Null, Value::from);
+                let found = |bound: &str| stats[bound].get(name).cloned().unwrap_or(Value::Null);
+                assert_eq!(
+                    found("minValues"),
+                    expected(compute::min_string(values)),
+                    "{name}"
+                );
+                assert_eq!(
+                    found("maxValues"),
+                    expected(compute::max_string(values)),
+                    "{name}"
+                );
+                checked += usize::from(values.null_count() < values.len());
+            }
+        }
+        assert!(checked >= 5, "{checked} string columns with values");
     }
 
     #[test]
