@@ -41,7 +41,7 @@ use crate::schema::{DATE_COLUMN, TableKind};
 /// large enough to keep per-group overhead low (reference/query-anchor.md, layout B/C).
 pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 
-/// The ZSTD level of every data file (see [`base_writer_properties`]).
+/// The ZSTD level of every data file (see `base_writer_properties`).
 pub const ZSTD_LEVEL: i32 = 1;
 
 /// How often a table's published snapshot is refreshed from the log, so queries see what
@@ -658,7 +658,7 @@ fn repeated_leaves(schema: &SchemaRef) -> Result<Vec<ColumnPath>> {
 /// correct with exact values).
 ///
 /// The bounds of string columns come from the file's own row group statistics, which the
-/// writer computed while encoding (untruncated: see [`base_writer_properties`]), instead of
+/// writer computed while encoding (untruncated: see `base_writer_properties`), instead of
 /// from another pass comparing every string (`commit/*/parquet/stats_json` in
 /// gateway/benches/ingest.rs). Numbers and times are read off the batch: arrow's kernels
 /// are cheap there, and keep their NaN rule (a float column holding NaN has no maximum).
