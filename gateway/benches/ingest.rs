@@ -22,7 +22,9 @@
 //! - `commit/<table>/parquet`: the next step, one sorted part written as a Parquet file with
 //!   the commit's writer settings (`current`) and with other compressions; for `spans` the
 //!   part above, for `log` and `metrics` thirteen native blocks (130,000 rows). The size of
-//!   each file is printed.
+//!   each file is printed. `stats_json` is the Delta statistics the commit adds beside the
+//!   file, `string_bounds_by_comparing` what their string columns cost before they were read
+//!   off the file's metadata.
 //!
 //! None includes the WAL, the catalog or the HTTP server: see `tarn load` for those.
 
@@ -33,6 +35,7 @@ use arrow::compute::{self, SortColumn, SortOptions};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::ParquetMetaData;
 use parquet::file::properties::WriterProperties;
 use prost::Message;
 use tarn_gateway::load::native::{BlockKind, NativeRun, TSC_FREQUENCY};
@@ -358,8 +361,8 @@ fn commit(c: &mut Criterion) {
 }
 
 /// Parquet encoding of one sorted part with the commit's writer settings (ZSTD level
-/// [`tarn_lakehouse::table::ZSTD_LEVEL`]), against the same settings with another compression: ZSTD level 3 (what
-/// commits used before), LZ4, Snappy, none.
+/// [`tarn_lakehouse::table::ZSTD_LEVEL`]), against the same settings with another
+/// compression: ZSTD level 3 (what commits used before), LZ4, Snappy, none.
 fn parquet_variants(c: &mut Criterion, name: &str, kind: TableKind, part: &RecordBatch) {
     let base = writer_properties(kind, part).expect("properties");
     let with = |compression| {
@@ -382,7 +385,7 @@ fn parquet_variants(c: &mut Criterion, name: &str, kind: TableKind, part: &Recor
     group.throughput(Throughput::Elements(part.num_rows() as u64));
     group.sample_size(10);
     for (variant, properties) in variants {
-        let size = encode(part, &properties).len();
+        let size = encode(part, &properties).0.len();
         println!("{name}/{variant}: {} rows, {size} bytes", part.num_rows());
         group.bench_function(variant, |b| {
             b.iter(|| encode(black_box(part), &properties));
@@ -391,11 +394,7 @@ fn parquet_variants(c: &mut Criterion, name: &str, kind: TableKind, part: &Recor
     // The Delta statistics the commit computes on the same part, beside the file: string
     // bounds read off the file's metadata, against comparing every string again (what
     // commits did before).
-    let mut bytes = Vec::new();
-    let mut writer =
-        ArrowWriter::try_new(&mut bytes, part.schema(), Some(base.clone())).expect("writer");
-    writer.write(part).expect("write");
-    let metadata = writer.close().expect("close");
+    let (_, metadata) = encode(part, &base);
     group.bench_function("stats_json", |b| {
         b.iter(|| stats_json(black_box(part), &metadata));
     });
@@ -412,13 +411,14 @@ fn parquet_variants(c: &mut Criterion, name: &str, kind: TableKind, part: &Recor
     group.finish();
 }
 
-fn encode(part: &RecordBatch, properties: &WriterProperties) -> Vec<u8> {
+/// `part` as a Parquet file written with `properties`, and the file's metadata.
+fn encode(part: &RecordBatch, properties: &WriterProperties) -> (Vec<u8>, ParquetMetaData) {
     let mut bytes = Vec::new();
     let mut writer =
         ArrowWriter::try_new(&mut bytes, part.schema(), Some(properties.clone())).expect("writer");
     writer.write(part).expect("write");
-    writer.close().expect("close");
-    bytes
+    let metadata = writer.close().expect("close");
+    (bytes, metadata)
 }
 
 criterion_group!(benches, otlp, native, commit);
