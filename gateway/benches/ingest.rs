@@ -33,7 +33,6 @@ use std::hint::black_box;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::{self, SortColumn, SortOptions};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::properties::WriterProperties;
@@ -45,7 +44,7 @@ use tarn_gateway::otlp::{Export, Logs, Metrics, Normalized, Traces};
 use tarn_lakehouse::catalog::ProcessRecord;
 use tarn_lakehouse::rows::Identity;
 use tarn_lakehouse::schema::{DATE_COLUMN, TableKind};
-use tarn_lakehouse::table::{sorted_parts, stats_json, writer_properties};
+use tarn_lakehouse::table::{sorted_parts, stats_json, write_parquet, writer_properties};
 use tarn_proto::native::{
     Block, StreamDecoder, decode_block, decode_process, decode_stream, encode_block,
     encode_process, encode_stream,
@@ -411,14 +410,8 @@ fn parquet_variants(c: &mut Criterion, name: &str, kind: TableKind, part: &Recor
     group.finish();
 }
 
-/// `part` as a Parquet file written with `properties`, and the file's metadata.
 fn encode(part: &RecordBatch, properties: &WriterProperties) -> (Vec<u8>, ParquetMetaData) {
-    let mut bytes = Vec::new();
-    let mut writer =
-        ArrowWriter::try_new(&mut bytes, part.schema(), Some(properties.clone())).expect("writer");
-    writer.write(part).expect("write");
-    let metadata = writer.close().expect("close");
-    (bytes, metadata)
+    write_parquet(part, properties.clone()).expect("Parquet file")
 }
 
 criterion_group!(benches, otlp, native, commit);

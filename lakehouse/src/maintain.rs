@@ -27,12 +27,11 @@ use deltalake::operations::vacuum::VacuumMode;
 use deltalake::protocol::DeltaOperation;
 use object_store::ObjectStoreExt as _;
 use object_store::path::Path;
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::error::{Error, Result};
 use crate::schema::{DATE_COLUMN, TableKind};
-use crate::table::{LakeTable, format_date, stats_json, writer_properties_unsorted};
+use crate::table::{LakeTable, format_date, stats_json, write_parquet, writer_properties_unsorted};
 
 /// Maintenance settings.
 #[derive(Debug, Clone)]
@@ -246,10 +245,7 @@ async fn compact_group(
         let (bytes, stats) = tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, String)> {
             let part = sort_for_compaction(&part, kind)?;
             let properties = writer_properties_unsorted(kind, &part)?;
-            let mut bytes = Vec::new();
-            let mut writer = ArrowWriter::try_new(&mut bytes, part.schema(), Some(properties))?;
-            writer.write(&part)?;
-            let metadata = writer.close()?;
+            let (bytes, metadata) = write_parquet(&part, properties)?;
             let stats = stats_json(&part, &metadata);
             Ok((bytes, stats))
         })

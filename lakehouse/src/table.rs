@@ -29,7 +29,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::data_type::ByteArray;
 use parquet::file::metadata::{ParquetMetaData, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::file::statistics::{Statistics, ValueStatistics};
+use parquet::file::statistics::Statistics;
 use parquet::schema::types::ColumnPath;
 use serde_json::{Map, Value, json};
 use url::Url;
@@ -439,12 +439,7 @@ fn encode_files(kind: TableKind, batches: &[RecordBatch]) -> Result<Vec<EncodedF
             format_date(date),
             uuid::Uuid::new_v4()
         );
-        let file_schema = part.schema();
-        let properties = writer_properties(kind, &part)?;
-        let mut bytes = Vec::new();
-        let mut writer = ArrowWriter::try_new(&mut bytes, file_schema, Some(properties))?;
-        writer.write(&part)?;
-        let metadata = writer.close()?;
+        let (bytes, metadata) = write_parquet(&part, writer_properties(kind, &part)?)?;
         let stats = stats_json(&part, &metadata);
         files.push(EncodedFile {
             path,
@@ -651,6 +646,19 @@ fn repeated_leaves(schema: &SchemaRef) -> Result<Vec<ColumnPath>> {
         .collect())
 }
 
+/// `part` as one Parquet file written with `properties`: its bytes, and the metadata the
+/// writer gathered (what [`stats_json`] reads the string bounds from).
+pub fn write_parquet(
+    part: &RecordBatch,
+    properties: WriterProperties,
+) -> Result<(Vec<u8>, ParquetMetaData)> {
+    let mut bytes = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut bytes, part.schema(), Some(properties))?;
+    writer.write(part)?;
+    let metadata = writer.close()?;
+    Ok((bytes, metadata))
+}
+
 /// Delta file statistics (`numRecords`, `minValues`, `maxValues`, `nullCount`) of the
 /// top-level primitive columns of `batch`, written as the Parquet file `metadata` describes.
 /// Values are exact: strings whole, timestamps to the microsecond (other Delta writers
@@ -708,54 +716,35 @@ pub fn stats_json(batch: &RecordBatch, metadata: &ParquetMetaData) -> String {
 }
 
 /// The least and the greatest string of leaf column `leaf` in a file, from its row groups'
-/// statistics; `None` for a bound that some row group does not give exactly.
+/// statistics; `None` for a bound that some row group does not give exactly. Row groups of
+/// nulls only have no bounds and are passed over.
 fn file_string_bounds(metadata: &ParquetMetaData, leaf: usize) -> (Option<Value>, Option<Value>) {
-    let mut groups = Vec::with_capacity(metadata.num_row_groups());
-    for group in metadata.row_groups() {
-        match group.column(leaf).statistics() {
-            Some(statistics) => groups.push(statistics),
-            None => return (None, None),
-        }
-    }
-    let (low, high) = bounds(&groups, |statistics| match statistics {
-        Statistics::ByteArray(statistics) => Some(statistics),
-        _ => None,
-    });
-    let text = |value: Option<ByteArray>| {
-        value
-            .and_then(|value| value.as_utf8().ok().map(str::to_owned))
-            .map(Value::from)
-    };
-    (text(low), text(high))
-}
-
-/// The least minimum and the greatest maximum of the row groups' statistics `groups`, as
-/// `typed` reads them; a bound is `None` when some row group's is inexact or of another
-/// type. Row groups of nulls only have no bounds and are passed over.
-fn bounds<T: Clone + PartialOrd>(
-    groups: &[&Statistics],
-    typed: impl Fn(&Statistics) -> Option<&ValueStatistics<T>>,
-) -> (Option<T>, Option<T>) {
-    let (mut low, mut high): (Option<T>, Option<T>) = (None, None);
+    let (mut low, mut high): (Option<&ByteArray>, Option<&ByteArray>) = (None, None);
     let (mut low_exact, mut high_exact) = (true, true);
-    for group in groups {
-        let Some(group) = typed(group) else {
+    for group in metadata.row_groups() {
+        let Some(Statistics::ByteArray(statistics)) = group.column(leaf).statistics() else {
             return (None, None);
         };
-        if let Some(min) = group.min_opt() {
-            low_exact &= group.min_is_exact();
-            if low.as_ref().is_none_or(|low| min < low) {
-                low = Some(min.clone());
+        if let Some(min) = statistics.min_opt() {
+            low_exact &= statistics.min_is_exact();
+            if low.is_none_or(|low| min < low) {
+                low = Some(min);
             }
         }
-        if let Some(max) = group.max_opt() {
-            high_exact &= group.max_is_exact();
-            if high.as_ref().is_none_or(|high| max > high) {
-                high = Some(max.clone());
+        if let Some(max) = statistics.max_opt() {
+            high_exact &= statistics.max_is_exact();
+            if high.is_none_or(|high| max > high) {
+                high = Some(max);
             }
         }
     }
-    (low.filter(|_| low_exact), high.filter(|_| high_exact))
+    let text = |value: Option<&ByteArray>, exact: bool| {
+        value
+            .filter(|_| exact)
+            .and_then(|value| value.as_utf8().ok())
+            .map(Value::from)
+    };
+    (text(low, low_exact), text(high, high_exact))
 }
 
 fn format_micros(micros: i64) -> Option<Value> {
@@ -865,11 +854,7 @@ mod tests {
 
     /// The Delta statistics of `batch` written with `properties`, parsed.
     fn written_stats(batch: &RecordBatch, properties: WriterProperties) -> (Value, usize) {
-        let mut bytes = Vec::new();
-        let mut writer =
-            ArrowWriter::try_new(&mut bytes, batch.schema(), Some(properties)).expect("writer");
-        writer.write(batch).expect("write");
-        let metadata = writer.close().expect("close");
+        let (_, metadata) = write_parquet(batch, properties).expect("write");
         let stats = serde_json::from_str(&stats_json(batch, &metadata)).expect("JSON");
         (stats, metadata.num_row_groups())
     }
