@@ -12,6 +12,7 @@ use std::time::Duration;
 use arrow::array::BooleanArray;
 use arrow::compute::filter_record_batch;
 use tarn_lakehouse::Lakehouse;
+use tarn_lakehouse::catalog::CatalogNote;
 use tarn_lakehouse::error::Error as LakeError;
 use tarn_lakehouse::schema::TableKind;
 use tarn_lakehouse::writer::TableRows;
@@ -184,11 +185,22 @@ impl Ingestor {
     /// rows that name it and recorded in the catalog after they are durable: a crash in
     /// between writes the row again on the retry (a duplicate, folded by compaction), never
     /// loses it.
-    #[tracing::instrument(name = "ingest", skip_all, fields(protocol = protocol))]
     pub async fn ingest(
+        &self,
+        normalized: Normalized,
+        protocol: &'static str,
+    ) -> Result<Rejections, IngestError> {
+        self.ingest_noted(normalized, protocol, Vec::new()).await
+    }
+
+    /// [`Ingestor::ingest`], with catalog notes made durable together with the rows (see
+    /// [`Lakehouse::write_noted`]).
+    #[tracing::instrument(name = "ingest", skip_all, fields(protocol = protocol))]
+    pub async fn ingest_noted(
         &self,
         mut normalized: Normalized,
         protocol: &'static str,
+        notes: Vec<CatalogNote>,
     ) -> Result<Rejections, IngestError> {
         let mut rows = Vec::with_capacity(normalized.batches.len() + 2);
         let mut records: Vec<(&'static str, usize)> = Vec::new();
@@ -239,8 +251,8 @@ impl Ingestor {
                 batch,
             });
         }
-        if !rows.is_empty() {
-            self.lake.writer().write(rows).await?;
+        if !rows.is_empty() || !notes.is_empty() {
+            self.lake.write_noted(rows, notes).await?;
             for (signal, count) in records {
                 crate::metrics::ingested(protocol, signal, count);
             }

@@ -43,6 +43,29 @@ pub struct Catalog {
     description: String,
 }
 
+/// A catalog change that belongs to rows being written: it is applied once they are
+/// durable, and travels in the WAL with them so that a crash in between cannot leave the
+/// rows stored and the change lost (a native block stored but not marked as seen, which
+/// the client's retry would store again). Applying a note twice changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "note", rename_all = "snake_case")]
+pub enum CatalogNote {
+    /// A span pairing state moves from `version` to `state` (see [`Catalog::save_span_state`]).
+    SpanState {
+        key: String,
+        version: i64,
+        state: String,
+    },
+    /// A native block was ingested (see [`Catalog::record_block`]).
+    Block {
+        block_id: String,
+        stream_id: String,
+        process_id: String,
+        object_offset: i64,
+        nb_objects: i64,
+    },
+}
+
 /// A registered canonical table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableEntry {
@@ -537,6 +560,36 @@ impl Catalog {
         }
         .map_err(|e| Error::catalog(format!("saving span state {key}: {e}")))?;
         Ok(saved > 0)
+    }
+
+    /// Applies notes in order; returns the keys of span states that had moved past the
+    /// version a note expected (already applied, or changed by another gateway).
+    pub async fn apply_notes(&self, notes: &[CatalogNote]) -> Result<Vec<String>> {
+        let mut moved = Vec::new();
+        for note in notes {
+            match note {
+                CatalogNote::SpanState {
+                    key,
+                    version,
+                    state,
+                } => {
+                    if !self.save_span_state(key, *version, state).await? {
+                        moved.push(key.clone());
+                    }
+                }
+                CatalogNote::Block {
+                    block_id,
+                    stream_id,
+                    process_id,
+                    object_offset,
+                    nb_objects,
+                } => {
+                    self.record_block(block_id, stream_id, process_id, *object_offset, *nb_objects)
+                        .await?;
+                }
+            }
+        }
+        Ok(moved)
     }
 
     /// Takes (or renews) the lease `name` for `holder` until `ttl` from now; returns

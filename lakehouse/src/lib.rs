@@ -22,19 +22,19 @@ pub mod udf;
 pub mod wal;
 pub mod writer;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use url::Url;
 
-use crate::catalog::{Catalog, TableEntry};
+use crate::catalog::{Catalog, CatalogNote, TableEntry};
 use crate::error::{Error, Result};
 use crate::schema::TableKind;
 use crate::table::LakeTable;
 use crate::wal::{Wal, WalOptions};
-use crate::writer::{DirectWriter, FreshSink, Limits, TableWriter, WalWriter};
+use crate::writer::{DirectWriter, FreshSink, Limits, TableRows, TableWriter, WalWriter};
 
 /// Where the lake and its catalog live.
 #[derive(Debug, Clone)]
@@ -96,6 +96,27 @@ pub struct Lakehouse {
     storage_options: HashMap<String, String>,
     wal: Option<Arc<Wal>>,
     flush: FlushPolicy,
+    /// Catalog notes whose rows are durable but which the catalog has not taken yet, in
+    /// the order written.
+    pending_notes: tokio::sync::Mutex<VecDeque<PendingNotes>>,
+}
+
+/// Notes to apply, and the WAL record that keeps them. They were tried before, perhaps in
+/// part (before a crash, or before the catalog failed midway), so a span state found moved
+/// on may be their own doing: no warning then.
+#[derive(Debug)]
+struct PendingNotes {
+    seq: Option<u64>,
+    notes: Vec<CatalogNote>,
+}
+
+fn warn_moved(keys: &[String]) {
+    for key in keys {
+        tracing::warn!(
+            key,
+            "span state changed by another gateway; spans may pair twice"
+        );
+    }
 }
 
 /// The URL of a table under the lake root.
@@ -141,6 +162,7 @@ impl Lakehouse {
                 .await?;
             tables.insert(kind, Arc::new(table));
         }
+        let mut replayed_notes = VecDeque::new();
         let (writer, wal): (Arc<dyn TableWriter>, _) = match &config.wal_dir {
             Some(dir) => {
                 let sink = Arc::new(FreshSink::new(tables.clone()));
@@ -154,6 +176,20 @@ impl Lakehouse {
                     ..WalOptions::default()
                 };
                 let (wal, replay) = Wal::open(dir, options, sink)?;
+                for (seq, bytes) in &replay.notes {
+                    match serde_json::from_slice::<Vec<CatalogNote>>(bytes) {
+                        Ok(notes) => replayed_notes.push_back(PendingNotes {
+                            seq: Some(*seq),
+                            notes,
+                        }),
+                        // The record's CRC held: only a bug writes such a note. Keeping
+                        // it would pin the WAL forever.
+                        Err(error) => {
+                            tracing::error!(seq, %error, "a WAL note does not decode; skipping it");
+                            wal.note_applied(*seq);
+                        }
+                    }
+                }
                 let mut replayed = 0;
                 for record in replay.records {
                     if let Some(table) = tables.get(&record.table)
@@ -179,7 +215,7 @@ impl Lakehouse {
             }
             None => (Arc::new(DirectWriter::new(tables.clone())), None),
         };
-        Ok(Lakehouse {
+        let lake = Lakehouse {
             catalog,
             root,
             tables,
@@ -187,7 +223,58 @@ impl Lakehouse {
             storage_options: config.storage_options,
             wal,
             flush: config.flush,
-        })
+            pending_notes: tokio::sync::Mutex::new(replayed_notes),
+        };
+        if let Err(error) = lake.apply_pending_notes().await {
+            tracing::warn!(%error, "catalog notes from the WAL not applied yet; will retry");
+        }
+        Ok(lake)
+    }
+
+    /// Writes rows and the catalog notes that belong to them. When this returns `Ok`, the
+    /// rows are durable and so are the notes: applied already, or (if the catalog failed
+    /// just then) applied by the next [`Lakehouse::apply_pending_notes`] that succeeds, at
+    /// the latest when the lake is next opened. Without a WAL a note the catalog refuses
+    /// is kept in memory only.
+    pub async fn write_noted(&self, rows: Vec<TableRows>, notes: Vec<CatalogNote>) -> Result<()> {
+        if notes.is_empty() {
+            return self.writer.write(rows).await;
+        }
+        let encoded = serde_json::to_vec(&notes)
+            .map_err(|e| Error::storage(format!("encoding catalog notes: {e}")))?;
+        let seq = self.writer.write_noted(rows, Some(encoded)).await?;
+        match self.catalog.apply_notes(&notes).await {
+            Ok(moved) => {
+                self.applied(seq);
+                warn_moved(&moved);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "catalog notes of durable rows not applied; will retry");
+                self.pending_notes
+                    .lock()
+                    .await
+                    .push_back(PendingNotes { seq, notes });
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the notes left over by a failed catalog write or found in the WAL, oldest
+    /// first; stops at the first the catalog refuses.
+    pub async fn apply_pending_notes(&self) -> Result<()> {
+        let mut pending = self.pending_notes.lock().await;
+        while let Some(front) = pending.front() {
+            self.catalog.apply_notes(&front.notes).await?;
+            self.applied(front.seq);
+            pending.pop_front();
+        }
+        Ok(())
+    }
+
+    fn applied(&self, seq: Option<u64>) {
+        if let (Some(wal), Some(seq)) = (&self.wal, seq) {
+            wal.note_applied(seq);
+        }
     }
 
     /// Commits every table's fresh rows now; returns the rows committed.
@@ -195,6 +282,9 @@ impl Lakehouse {
         let mut rows = 0;
         for table in self.tables.values() {
             rows += table.flush().await?;
+        }
+        if let Err(error) = self.apply_pending_notes().await {
+            tracing::warn!(%error, "catalog notes not applied yet; the WAL keeps them");
         }
         self.release_wal()?;
         Ok(rows)
@@ -217,6 +307,9 @@ impl Lakehouse {
                     }
                 }
             }
+        }
+        if let Err(error) = self.apply_pending_notes().await {
+            tracing::warn!(%error, "catalog notes not applied yet; will retry");
         }
         if rows > 0
             && let Err(error) = self.release_wal()

@@ -11,10 +11,19 @@
 //! A segment is `<first sequence, 20 digits>.wal`:
 //!
 //! ```text
-//! header : "TARNWAL1" | u32 LE version = 1 | u32 LE reserved = 0 | u64 LE first sequence
+//! header : "TARNWAL1" | u32 LE version = 2 | u32 LE reserved = 0 | u64 LE first sequence
 //! record : u32 LE body length | u32 LE CRC-32 of body | body
-//! body   : u64 LE sequence | u8 table | Arrow IPC stream (schema + one batch)
+//! body   : u64 LE sequence | u8 table (1-6) | Arrow IPC stream (schema + one batch)
+//!        | u64 LE sequence | u8 0           | note (opaque bytes; version 2 only)
 //! ```
+//!
+//! A note is what the catalog must learn exactly when the rows before it become durable
+//! (which native block they came from, the span pairing state after it). It is written
+//! after the rows of its append, in the same write and fsync, and read back at open so the
+//! catalog can be brought up to date after a crash. The rows of such an append carry
+//! their table code plus 0x80: rows so marked that no note follows were cut by a crash in
+//! mid-write, and are cut off at open like a torn record, so an append with a note is
+//! durable whole or not at all. Version 1 segments hold no notes and are read as they are.
 //!
 //! A record is acknowledged only after its bytes are fsync'd whole, so a torn record can
 //! only be the unacknowledged tail of the last segment: replay stops there and truncates.
@@ -22,7 +31,7 @@
 //! To add a format version: bump [`VERSION`], keep a reader for every older version in
 //! [`read_segment`], and write only the newest.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, IoSlice, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -38,7 +47,12 @@ use crate::error::{Error, Result};
 use crate::schema::TableKind;
 
 pub const MAGIC: &[u8; 8] = b"TARNWAL1";
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
+/// The table code of a note record.
+const NOTE_CODE: u8 = 0;
+/// Added to the table code of rows followed by a note in the same append: they count only
+/// if the note is there too.
+const NOTED_FLAG: u8 = 0x80;
 const HEADER_LEN: u64 = 24;
 /// Largest record body accepted when reading: a length beyond it is corruption.
 const MAX_RECORD_BYTES: u32 = 1 << 30;
@@ -123,6 +137,8 @@ struct ClosedSegment {
     path: PathBuf,
     bytes: u64,
     max_seq: BTreeMap<TableKind, u64>,
+    /// The highest sequence of any record in it, notes included (0 when empty).
+    last_seq: u64,
 }
 
 /// What the writer thread and the WAL handle share.
@@ -132,12 +148,24 @@ struct Shared {
     bytes: AtomicU64,
     /// Closed segments, oldest first.
     closed: std::sync::Mutex<Vec<ClosedSegment>>,
+    /// Sequences of the notes written (or found at open) and not yet applied: the segments
+    /// holding them, and those after, are kept.
+    unapplied_notes: std::sync::Mutex<BTreeSet<u64>>,
 }
 
-/// Records to append, and where to say when they are durable.
+/// Records to append, and where to say when they are durable: the records' sequence
+/// numbers, then the note's if there is one.
 struct Job {
     records: Vec<(TableKind, RecordBatch, Vec<u8>)>,
+    note: Option<Vec<u8>>,
     reply: tokio::sync::oneshot::Sender<Result<Vec<u64>>>,
+}
+
+impl Job {
+    fn bytes(&self) -> usize {
+        self.records.iter().map(|r| r.2.len()).sum::<usize>()
+            + self.note.as_ref().map_or(0, Vec::len)
+    }
 }
 
 /// The write-ahead log of one gateway.
@@ -175,12 +203,22 @@ impl Default for WalOptions {
 #[derive(Debug, Default)]
 pub struct Replay {
     pub records: Vec<WalRecord>,
+    /// Notes, with their sequence numbers, in the order written.
+    pub notes: Vec<(u64, Vec<u8>)>,
     /// Bytes dropped from a torn tail (never acknowledged).
     pub truncated_bytes: u64,
 }
 
-/// Reads one segment; returns its records and the offset just past the last good one.
-fn read_segment(path: &Path) -> Result<(Vec<WalRecord>, u64, bool)> {
+/// What one segment holds.
+#[derive(Debug, Default)]
+struct Segment {
+    records: Vec<WalRecord>,
+    notes: Vec<(u64, Vec<u8>)>,
+}
+
+/// Reads one segment; returns what it holds, the offset just past the last good record,
+/// and whether bytes follow it that are not a good record.
+fn read_segment(path: &Path) -> Result<(Segment, u64, bool)> {
     let file = File::open(path).map_err(|e| io_error("opening", path, e))?;
     let length = file
         .metadata()
@@ -195,53 +233,79 @@ fn read_segment(path: &Path) -> Result<(Vec<WalRecord>, u64, bool)> {
         )));
     }
     let version = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
-    if version != VERSION {
+    if !(1..=VERSION).contains(&version) {
         return Err(Error::storage(format!(
-            "{} has WAL format version {version}; this build reads {VERSION}",
+            "{} has WAL format version {version}; this build reads 1 to {VERSION}",
             path.display()
         )));
     }
-    let mut records = Vec::new();
+    let mut segment = Segment::default();
     let mut offset = HEADER_LEN;
-    loop {
+    // Rows of an append that has a note, read but not yet followed by it, and where the
+    // first of them begins.
+    let mut awaiting: Vec<WalRecord> = Vec::new();
+    let mut awaiting_from = offset;
+    let torn = loop {
         let mut prefix = [0_u8; 8];
         if offset + 8 > length || reader.read_exact(&mut prefix).is_err() {
-            break;
+            break offset != length;
         }
         let body_len = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
         let crc = u32::from_le_bytes([prefix[4], prefix[5], prefix[6], prefix[7]]);
         if !(10..=MAX_RECORD_BYTES).contains(&body_len) || offset + 8 + u64::from(body_len) > length
         {
-            return Ok((records, offset, true));
+            break true;
         }
         let mut body = vec![0_u8; body_len as usize];
         if reader.read_exact(&mut body).is_err() || crc32fast::hash(&body) != crc {
-            return Ok((records, offset, true));
+            break true;
         }
         let seq = u64::from_le_bytes([
             body[0], body[1], body[2], body[3], body[4], body[5], body[6], body[7],
         ]);
-        let Some(table) = table_of_code(body[8]) else {
-            return Ok((records, offset, true));
+        let code = body[8];
+        if version >= 2 && code == NOTE_CODE {
+            segment.records.append(&mut awaiting);
+            segment.notes.push((seq, body[9..].to_vec()));
+            offset += 8 + u64::from(body_len);
+            continue;
+        }
+        let noted = version >= 2 && code & NOTED_FLAG != 0;
+        let Some(table) = table_of_code(code & !NOTED_FLAG) else {
+            break true;
         };
         let batch = match decode_batch(&body[9..]) {
             Ok(batch) => batch,
-            Err(_) => return Ok((records, offset, true)),
+            Err(_) => break true,
         };
-        records.push(WalRecord { seq, table, batch });
+        let record = WalRecord { seq, table, batch };
+        if noted {
+            if awaiting.is_empty() {
+                awaiting_from = offset;
+            }
+            awaiting.push(record);
+        } else {
+            segment.records.push(record);
+        }
         offset += 8 + u64::from(body_len);
+    };
+    if !awaiting.is_empty() {
+        // The append was cut before its note: it was never acknowledged, and its rows
+        // without the note would be stored again when the client retries. Cut them off
+        // like a torn record.
+        return Ok((segment, awaiting_from, true));
     }
-    Ok((records, offset, offset != length))
+    Ok((segment, offset, torn))
 }
 
 /// Bytes before a record's body, and the sequence and table that begin the body.
 const RECORD_PREFIX_LEN: usize = 17;
 
-/// A record's length, CRC, sequence and table code; its IPC bytes follow.
-fn record_prefix(seq: u64, table: TableKind, payload: &[u8]) -> [u8; RECORD_PREFIX_LEN] {
+/// A record's length, CRC, sequence and table code (or [`NOTE_CODE`]); its IPC bytes (or
+/// the note) follow.
+fn record_prefix(seq: u64, code: u8, payload: &[u8]) -> [u8; RECORD_PREFIX_LEN] {
     let body_len = u32::try_from(9 + payload.len()).unwrap_or(u32::MAX);
     let seq_bytes = seq.to_le_bytes();
-    let code = table_code(table);
     let mut crc = crc32fast::Hasher::new();
     crc.update(&seq_bytes);
     crc.update(&[code]);
@@ -285,6 +349,8 @@ struct Writer {
     /// Offset past the last durable record of the current segment.
     durable_len: u64,
     max_seq: BTreeMap<TableKind, u64>,
+    /// The highest sequence written to the current segment, notes included.
+    last_seq: u64,
     next_seq: u64,
     shared: Arc<Shared>,
     sink: Arc<dyn DurableSink>,
@@ -321,13 +387,13 @@ fn sync_dir(dir: &Path) -> Result<()> {
 impl Writer {
     fn run(mut self, receiver: mpsc::Receiver<Job>) {
         while let Ok(first) = receiver.recv() {
+            let mut pending = first.bytes();
             let mut jobs = vec![first];
-            let mut pending: usize = jobs[0].records.iter().map(|r| r.2.len()).sum();
             // Group commit: everything that queued up meanwhile shares one fsync.
             while pending < (32 << 20) {
                 match receiver.try_recv() {
                     Ok(job) => {
-                        pending += job.records.iter().map(|r| r.2.len()).sum::<usize>();
+                        pending += job.bytes();
                         jobs.push(job);
                     }
                     Err(_) => break,
@@ -347,24 +413,36 @@ impl Writer {
             return;
         }
         // Each record is its 17-byte prefix (length, CRC, sequence, table) followed by the
-        // caller's IPC bytes, written as they are: no copy of the rows in user space.
+        // caller's IPC bytes, written as they are: no copy of the rows in user space. A
+        // job's note follows its rows.
         let mut prefixes = Vec::new();
         let mut seqs = Vec::with_capacity(jobs.len());
         let mut seq = self.next_seq;
         let mut total = 0_usize;
         for job in &jobs {
-            let mut job_seqs = Vec::with_capacity(job.records.len());
-            for (table, _, payload) in &job.records {
-                prefixes.push(record_prefix(seq, *table, payload));
+            let mut job_seqs = Vec::with_capacity(job.records.len() + 1);
+            let payloads = job
+                .records
+                .iter()
+                .map(|(table, _, payload)| {
+                    let flag = if job.note.is_some() { NOTED_FLAG } else { 0 };
+                    (table_code(*table) | flag, payload)
+                })
+                .chain(job.note.iter().map(|note| (NOTE_CODE, note)));
+            for (code, payload) in payloads {
+                prefixes.push(record_prefix(seq, code, payload));
                 total += RECORD_PREFIX_LEN + payload.len();
                 job_seqs.push(seq);
                 seq += 1;
             }
             seqs.push(job_seqs);
         }
-        let payloads = jobs
-            .iter()
-            .flat_map(|job| job.records.iter().map(|(_, _, payload)| payload));
+        let payloads = jobs.iter().flat_map(|job| {
+            job.records
+                .iter()
+                .map(|(_, _, payload)| payload)
+                .chain(job.note.iter())
+        });
         let mut slices = Vec::with_capacity(prefixes.len() * 2);
         for (prefix, payload) in prefixes.iter().zip(payloads) {
             slices.push(IoSlice::new(prefix));
@@ -397,9 +475,21 @@ impl Writer {
             }
             return;
         }
+        if seq > self.next_seq {
+            self.last_seq = seq - 1;
+        }
         self.next_seq = seq;
         self.durable_len += total as u64;
         self.shared.bytes.fetch_add(total as u64, Ordering::AcqRel);
+        if let Ok(mut unapplied) = self.shared.unapplied_notes.lock() {
+            for (job, job_seqs) in jobs.iter().zip(&seqs) {
+                if job.note.is_some()
+                    && let Some(seq) = job_seqs.last()
+                {
+                    unapplied.insert(*seq);
+                }
+            }
+        }
         let mut replies = Vec::with_capacity(jobs.len());
         for (job, job_seqs) in jobs.into_iter().zip(seqs) {
             for ((table, batch, _), seq) in job.records.into_iter().zip(&job_seqs) {
@@ -428,6 +518,7 @@ impl Writer {
                     path: std::mem::replace(&mut self.path, path),
                     bytes: self.durable_len,
                     max_seq: std::mem::take(&mut self.max_seq),
+                    last_seq: std::mem::take(&mut self.last_seq),
                 };
                 self.file = file;
                 self.durable_len = HEADER_LEN;
@@ -495,7 +586,7 @@ impl Wal {
             {
                 next_seq = next_seq.max(first.saturating_add(1));
             }
-            let (records, good_len, torn) = read_segment(&path)?;
+            let (segment, good_len, torn) = read_segment(&path)?;
             let is_last = index + 1 == count;
             if torn {
                 if is_last {
@@ -515,18 +606,27 @@ impl Wal {
                 }
             }
             let mut max_seq = BTreeMap::new();
-            for record in &records {
+            let mut last_seq = 0;
+            for record in &segment.records {
                 let entry = max_seq.entry(record.table).or_insert(0);
                 *entry = record.seq.max(*entry);
-                next_seq = next_seq.max(record.seq + 1);
+                last_seq = last_seq.max(record.seq);
+            }
+            for (seq, _) in &segment.notes {
+                last_seq = last_seq.max(*seq);
+            }
+            if last_seq > 0 {
+                next_seq = next_seq.max(last_seq + 1);
             }
             total_bytes += good_len;
             closed.push(ClosedSegment {
                 path,
                 bytes: good_len,
                 max_seq,
+                last_seq,
             });
-            replay.records.extend(records);
+            replay.records.extend(segment.records);
+            replay.notes.extend(segment.notes);
         }
         // Every segment found is closed; new records go to a new one.
         let (file, path) = create_segment(dir, next_seq)?;
@@ -534,6 +634,9 @@ impl Wal {
         let shared = Arc::new(Shared {
             bytes: AtomicU64::new(total_bytes),
             closed: std::sync::Mutex::new(closed),
+            unapplied_notes: std::sync::Mutex::new(
+                replay.notes.iter().map(|(seq, _)| *seq).collect(),
+            ),
         });
         let writer = Writer {
             dir: dir.to_owned(),
@@ -542,6 +645,7 @@ impl Wal {
             path,
             durable_len: HEADER_LEN,
             max_seq: BTreeMap::new(),
+            last_seq: 0,
             next_seq,
             shared: Arc::clone(&shared),
             sink,
@@ -584,6 +688,17 @@ impl Wal {
         &self,
         records: Vec<(TableKind, RecordBatch, Vec<u8>)>,
     ) -> Result<Vec<u64>> {
+        Ok(self.append_noted(records, None).await?.0)
+    }
+
+    /// Appends rows and, after them in the same write, a note; returns the rows' sequence
+    /// numbers and the note's once all of them are durable and the rows are in the sink.
+    pub async fn append_noted(
+        &self,
+        records: Vec<(TableKind, RecordBatch, Vec<u8>)>,
+        note: Option<Vec<u8>>,
+    ) -> Result<(Vec<u64>, Option<u64>)> {
+        let noted = note.is_some();
         let (reply, answer) = tokio::sync::oneshot::channel();
         {
             let sender = self
@@ -594,17 +709,39 @@ impl Wal {
                 .as_ref()
                 .ok_or_else(|| Error::storage("WAL is closed"))?;
             sender
-                .send(Job { records, reply })
+                .send(Job {
+                    records,
+                    note,
+                    reply,
+                })
                 .map_err(|_| Error::storage("WAL writer stopped"))?;
         }
-        answer
+        let mut seqs = answer
             .await
-            .map_err(|_| Error::storage("WAL writer stopped"))?
+            .map_err(|_| Error::storage("WAL writer stopped"))??;
+        let note_seq = if noted { seqs.pop() } else { None };
+        Ok((seqs, note_seq))
+    }
+
+    /// Says that the note with sequence `seq` is applied: the log no longer keeps its
+    /// segment for it.
+    pub fn note_applied(&self, seq: u64) {
+        if let Ok(mut unapplied) = self.shared.unapplied_notes.lock() {
+            unapplied.remove(&seq);
+        }
     }
 
     /// Deletes closed segments whose every record is committed: `committed[t]` is the
-    /// highest sequence table `t` has committed to Delta.
+    /// highest sequence table `t` has committed to Delta. The segment of the oldest note
+    /// not yet applied, and every later one, is kept.
     pub fn release(&self, committed: &BTreeMap<TableKind, u64>) -> Result<usize> {
+        let keep_from = self
+            .shared
+            .unapplied_notes
+            .lock()
+            .map_err(|_| Error::storage("WAL note list poisoned"))?
+            .first()
+            .copied();
         let mut released = 0;
         let mut segments = self
             .shared
@@ -616,7 +753,8 @@ impl Wal {
             let done = segment
                 .max_seq
                 .iter()
-                .all(|(table, max)| committed.get(table).is_some_and(|c| c >= max));
+                .all(|(table, max)| committed.get(table).is_some_and(|c| c >= max))
+                && keep_from.is_none_or(|keep| segment.last_seq < keep);
             if done {
                 std::fs::remove_file(&segment.path)
                     .map_err(|e| io_error("removing", &segment.path, e))?;
@@ -827,6 +965,125 @@ mod tests {
         }
         let wal = open(100);
         assert_eq!(wal.append(records(&[4])).await.unwrap(), vec![100]);
+    }
+
+    #[tokio::test]
+    async fn notes_follow_their_rows_and_come_back_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = open_default(dir.path());
+        let (seqs, note) = wal
+            .append_noted(records(&[1, 2]), Some(b"block a".to_vec()))
+            .await
+            .unwrap();
+        assert_eq!((seqs, note), (vec![1, 2], Some(3)));
+        // A note without rows (a block that made none) is durable too.
+        let (seqs, note) = wal
+            .append_noted(Vec::new(), Some(b"block b".to_vec()))
+            .await
+            .unwrap();
+        assert_eq!((seqs, note), (vec![], Some(4)));
+        assert_eq!(wal.append(records(&[3])).await.unwrap(), vec![5]);
+        drop(wal);
+        let (wal, replay) = open_default(dir.path());
+        let seqs: Vec<u64> = replay.records.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [1, 2, 5]);
+        assert_eq!(
+            replay.notes,
+            vec![(3, b"block a".to_vec()), (4, b"block b".to_vec())]
+        );
+        assert_eq!(wal.append(records(&[4])).await.unwrap(), vec![6]);
+    }
+
+    #[tokio::test]
+    async fn rows_whose_note_was_cut_off_by_a_crash_are_cut_off_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = open_default(dir.path());
+        wal.append(records(&[1])).await.unwrap();
+        let note = b"the block's note".to_vec();
+        wal.append_noted(records(&[2, 3]), Some(note.clone()))
+            .await
+            .unwrap();
+        drop(wal);
+        let segment = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                p.extension().is_some_and(|e| e == "wal")
+                    && std::fs::metadata(p).unwrap().len() > HEADER_LEN
+            })
+            .unwrap();
+        // Intact, both appends come back.
+        let (whole, _, torn) = read_segment(&segment).unwrap();
+        assert!(!torn);
+        assert_eq!(whole.records.len(), 3);
+        // Killed after the rows reached the file but before the note did.
+        let length = std::fs::metadata(&segment).unwrap().len();
+        let note_record = (RECORD_PREFIX_LEN + note.len()) as u64;
+        let file = OpenOptions::new().write(true).open(&segment).unwrap();
+        file.set_len(length - note_record).unwrap();
+        drop(file);
+        let (cut, good_len, torn) = read_segment(&segment).unwrap();
+        assert!(torn);
+        assert!(cut.notes.is_empty());
+        let seqs: Vec<u64> = cut.records.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [1], "rows without their note must not be replayed");
+        assert!(good_len < length - note_record);
+    }
+
+    #[tokio::test]
+    async fn a_segment_with_a_note_not_yet_applied_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = WalOptions {
+            segment_bytes: 1,
+            ..WalOptions::default()
+        };
+        let (wal, _) = Wal::open(dir.path(), options, Arc::new(Collect::default())).unwrap();
+        let (_, note) = wal
+            .append_noted(records(&[1]), Some(b"n".to_vec()))
+            .await
+            .unwrap();
+        assert_eq!(note, Some(2));
+        wal.append(records(&[2])).await.unwrap();
+        let committed = BTreeMap::from([(TableKind::Spans, 3)]);
+        // Every row is committed, but the first segment's note is not applied yet: it and
+        // the segments after it stay, across a restart too.
+        assert_eq!(wal.release(&committed).unwrap(), 0);
+        drop(wal);
+        let (wal, replay) = open_default(dir.path());
+        assert_eq!(replay.notes, vec![(2, b"n".to_vec())]);
+        // Only the empty segment left by the last rotation may go.
+        assert!(wal.release(&committed).unwrap() <= 1);
+        drop(wal);
+        let (wal, replay) = open_default(dir.path());
+        assert_eq!(replay.notes, vec![(2, b"n".to_vec())]);
+        assert_eq!(replay.records.len(), 2);
+        wal.note_applied(2);
+        assert!(wal.release(&committed).unwrap() >= 2);
+        drop(wal);
+        let (_, replay) = open_default(dir.path());
+        assert!(replay.notes.is_empty());
+        assert!(replay.records.is_empty());
+    }
+
+    #[test]
+    fn version_1_segments_are_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let (payload, path) = (
+            encode_batch(&batch(7)).unwrap(),
+            dir.path().join(segment_name(1)),
+        );
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&1_u32.to_le_bytes());
+        bytes.extend_from_slice(&0_u32.to_le_bytes());
+        bytes.extend_from_slice(&1_u64.to_le_bytes());
+        bytes.extend_from_slice(&record_prefix(1, table_code(TableKind::Spans), &payload));
+        bytes.extend_from_slice(&payload);
+        std::fs::write(&path, &bytes).unwrap();
+        let (_, replay) = open_default(dir.path());
+        assert_eq!(replay.truncated_bytes, 0);
+        assert_eq!(replay.records.len(), 1);
+        assert_eq!(replay.records[0].batch, batch(7));
     }
 
     #[test]

@@ -24,7 +24,16 @@ pub struct TableRows {
 /// caller may acknowledge them; an error means none of them should be acknowledged.
 #[async_trait]
 pub trait TableWriter: Send + Sync + Debug {
-    async fn write(&self, rows: Vec<TableRows>) -> Result<()>;
+    async fn write(&self, rows: Vec<TableRows>) -> Result<()> {
+        self.write_noted(rows, None).await.map(|_| ())
+    }
+
+    /// Writes rows and, with them, a note (a [`crate::catalog::CatalogNote`] list, encoded)
+    /// that must survive exactly when they do; returns the note's WAL sequence number. A
+    /// writer without a WAL keeps no note (and returns `None`): its rows are committed when
+    /// it returns, and the caller applies the note itself.
+    async fn write_noted(&self, rows: Vec<TableRows>, note: Option<Vec<u8>>)
+    -> Result<Option<u64>>;
 }
 
 /// Commits every write straight to its Delta table: one Parquet file per table and date,
@@ -42,7 +51,11 @@ impl DirectWriter {
 
 #[async_trait]
 impl TableWriter for DirectWriter {
-    async fn write(&self, rows: Vec<TableRows>) -> Result<()> {
+    async fn write_noted(
+        &self,
+        rows: Vec<TableRows>,
+        _note: Option<Vec<u8>>,
+    ) -> Result<Option<u64>> {
         for TableRows { table, batch } in rows {
             if batch.schema() != table.schema() {
                 return Err(Error::InvalidBatch(format!(
@@ -56,7 +69,7 @@ impl TableWriter for DirectWriter {
                 .ok_or_else(|| Error::InvalidBatch(format!("no table {}", table.name())))?;
             lake_table.append(&batch, None).await?;
         }
-        Ok(())
+        Ok(None)
     }
 }
 
@@ -130,7 +143,11 @@ impl WalWriter {
 
 #[async_trait]
 impl TableWriter for WalWriter {
-    async fn write(&self, rows: Vec<TableRows>) -> Result<()> {
+    async fn write_noted(
+        &self,
+        rows: Vec<TableRows>,
+        note: Option<Vec<u8>>,
+    ) -> Result<Option<u64>> {
         let fresh = self.fresh_bytes();
         if fresh > self.limits.max_fresh_bytes {
             return Err(Error::Busy {
@@ -165,10 +182,9 @@ impl TableWriter for WalWriter {
             let bytes = encode_batch(&batch)?;
             records.push((table, batch, bytes));
         }
-        if records.is_empty() {
-            return Ok(());
+        if records.is_empty() && note.is_none() {
+            return Ok(None);
         }
-        self.wal.append(records).await?;
-        Ok(())
+        Ok(self.wal.append_noted(records, note).await?.1)
     }
 }

@@ -18,7 +18,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use tarn_lakehouse::catalog::{ProcessRecord, StreamRecord};
+use tarn_lakehouse::catalog::{CatalogNote, ProcessRecord, StreamRecord};
 use tarn_lakehouse::rows::{Identity, append_opt_str};
 use tarn_proto::native::{Block, NativeError, ProcessInfo, StreamDecoder, StreamInfo};
 
@@ -292,8 +292,9 @@ impl NativeIngest {
         Ok(Some((process, stream)))
     }
 
-    /// Decodes a block into rows, makes them durable, then saves the span states and
-    /// records the block.
+    /// Decodes a block into rows and makes them durable together with the notes that save
+    /// the span states and record the block: a crash between the two cannot store the
+    /// block twice when the client retries.
     async fn ingest_block(
         &self,
         block: &Block,
@@ -302,7 +303,12 @@ impl NativeIngest {
     ) -> Result<(), NativeFailure> {
         let lock = self.process_lock(&process.process_id);
         let _serialized = lock.lock().await;
-        let catalog = self.ingestor.lake().catalog();
+        let lake = self.ingestor.lake();
+        // A block stored while the catalog was failing is marked as seen, and its span
+        // states saved, only once its notes are applied: apply them first, or this block
+        // would pair spans from stale states, and a retry of that block store it again.
+        lake.apply_pending_notes().await?;
+        let catalog = lake.catalog();
         if catalog.block_known(&block.block_id).await? {
             return Ok(());
         }
@@ -346,39 +352,42 @@ impl NativeIngest {
         }
         let mut normalized = Normalized::default();
         rows.into_normalized(&mut normalized);
-        self.ingestor.ingest(normalized, "native").await?;
         let states = [
             (
-                &thread_key,
+                thread_key,
                 thread_version,
                 thread_text,
                 serde_json::to_string(&thread),
             ),
             (
-                &async_key,
+                async_key,
                 async_version,
                 async_text,
                 serde_json::to_string(&async_spans),
             ),
         ];
+        let mut notes = Vec::with_capacity(3);
         for (key, version, before, after) in states {
-            let after =
+            let state =
                 after.map_err(|e| IngestError::Internal(format!("encoding span state: {e}")))?;
-            if after != before && !catalog.save_span_state(key, version, &after).await? {
-                tracing::warn!(
+            if state != before {
+                notes.push(CatalogNote::SpanState {
                     key,
-                    "span state changed by another gateway; spans may pair twice"
-                );
+                    version,
+                    state,
+                });
             }
         }
-        catalog
-            .record_block(
-                &block.block_id,
-                &block.stream_id,
-                &block.process_id,
-                block.object_offset,
-                i64::from(block.nb_objects),
-            )
+        // Last: a block is marked as seen only with everything it changed.
+        notes.push(CatalogNote::Block {
+            block_id: block.block_id.clone(),
+            stream_id: block.stream_id.clone(),
+            process_id: block.process_id.clone(),
+            object_offset: block.object_offset,
+            nb_objects: i64::from(block.nb_objects),
+        });
+        self.ingestor
+            .ingest_noted(normalized, "native", notes)
             .await?;
         Ok(())
     }

@@ -144,7 +144,7 @@ fn report(
     extra: &str,
 ) {
     eprintln!(
-        "FAULT {name}: acknowledged {acknowledged} spans, found {found}, lost {lost}, duplicated {duplicated}{extra}"
+        "FAULT {name}: acknowledged {acknowledged} records, found {found}, lost {lost}, duplicated {duplicated}{extra}"
     );
 }
 
@@ -629,4 +629,255 @@ async fn idle_restarts_keep_every_later_record() {
         batches[0].column(0).as_primitive::<Int64Type>().value(0),
         sent
     );
+}
+
+/// Log events per native block.
+const EVENTS_PER_BLOCK: u64 = 50;
+
+/// What the native senders saw: the messages of acknowledged blocks.
+#[derive(Debug, Default)]
+struct NativeLedger {
+    acknowledged: Mutex<Vec<String>>,
+    /// Answers other than 200 (refusals, connection failures, errors), each retried.
+    retried: AtomicU64,
+    /// The longest a request took to be answered, in milliseconds.
+    slowest_ms: AtomicU64,
+}
+
+/// Posts `body` to `route` on whatever gateway `target` names until it is acknowledged,
+/// as the Micromegas sink does: the same bytes (the same block id) every time.
+async fn deliver_native(target: &Mutex<String>, route: &str, body: Vec<u8>, ledger: &NativeLedger) {
+    loop {
+        let url = format!("{}/ingestion/{route}", target.lock().unwrap());
+        let attempt = tokio::time::timeout(
+            Duration::from_secs(30),
+            try_post_to(&url, "application/octet-stream", None, body.clone()),
+        );
+        let sent = Instant::now();
+        let outcome = attempt.await;
+        let took = u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX);
+        ledger.slowest_ms.fetch_max(took, Ordering::Relaxed);
+        match outcome {
+            Ok(Ok(response)) if response.status == 200 => return,
+            Ok(Ok(response)) if (400..500).contains(&response.status) && response.status != 429 => {
+                panic!(
+                    "{route} refused for good: {} {}",
+                    response.status,
+                    String::from_utf8_lossy(&response.body)
+                )
+            }
+            _ => {
+                ledger.retried.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// One native process with `senders` log streams, one caller each, sending blocks of
+/// [`EVENTS_PER_BLOCK`] uniquely named messages until `stop`; every block a caller started
+/// is delivered, even past `stop`. Returns the process id and the callers.
+fn start_native_senders(
+    target: Arc<Mutex<String>>,
+    ledger: Arc<NativeLedger>,
+    stop: Arc<AtomicBool>,
+    senders: usize,
+) -> (String, Vec<tokio::task::JoinHandle<()>>) {
+    use tarn_proto::native::time::format_rfc3339_nanos;
+    use tarn_proto::native::{
+        Block, LogBlockWriter, LogDesc, ProcessInfo, StreamKind, encode_block, encode_process,
+        encode_stream,
+    };
+    const DESC: LogDesc<'static> = LogDesc {
+        key: 0x51,
+        level: 3,
+        fmt_str: "{}",
+        target: "faults",
+        module_path: "faults",
+        file: "faults.rs",
+        line: 1,
+    };
+    let process_id = uuid::Uuid::new_v4().to_string();
+    let start_nanos = 1_767_225_600_000_000_000_i64;
+    let process = ProcessInfo {
+        process_id: process_id.clone(),
+        exe: "faults".into(),
+        username: "test".into(),
+        realname: "test".into(),
+        computer: "test-host".into(),
+        distro: "linux".into(),
+        cpu_brand: String::new(),
+        tsc_frequency: 1_000_000_000,
+        start_time: format_rfc3339_nanos(start_nanos),
+        start_ticks: 0,
+        parent_process_id: None,
+        properties: [("service.name".to_owned(), "native-faults".to_owned())]
+            .into_iter()
+            .collect(),
+    };
+    let handles = (0..senders)
+        .map(|sender| {
+            let (target, ledger, stop, process) = (
+                target.clone(),
+                ledger.clone(),
+                stop.clone(),
+                process.clone(),
+            );
+            tokio::spawn(async move {
+                let stream_id = uuid::Uuid::new_v4().to_string();
+                let stream = StreamKind::Log.stream_info(
+                    process.process_id.clone(),
+                    stream_id.clone(),
+                    Default::default(),
+                );
+                deliver_native(&target, "insert_process", encode_process(&process), &ledger).await;
+                deliver_native(&target, "insert_stream", encode_stream(&stream), &ledger).await;
+                let mut offset = 0_u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let mut writer = LogBlockWriter::new();
+                    let mut messages = Vec::new();
+                    for n in offset..offset + EVENTS_PER_BLOCK {
+                        let message = format!("s{sender}-e{n}");
+                        let ticks = i64::try_from(n).unwrap() * 1_000;
+                        writer.log_string(&DESC, ticks, &message);
+                        messages.push(message);
+                    }
+                    let buffers = writer.finish();
+                    let begin_ticks = i64::try_from(offset).unwrap() * 1_000;
+                    let end_ticks = begin_ticks + i64::try_from(EVENTS_PER_BLOCK).unwrap() * 1_000;
+                    let block = Block {
+                        block_id: uuid::Uuid::new_v4().to_string(),
+                        stream_id: stream_id.clone(),
+                        process_id: process.process_id.clone(),
+                        begin_time: format_rfc3339_nanos(start_nanos + begin_ticks),
+                        begin_ticks,
+                        end_time: format_rfc3339_nanos(start_nanos + end_ticks),
+                        end_ticks,
+                        payload: buffers.to_payload(),
+                        object_offset: i64::try_from(offset).unwrap(),
+                        nb_objects: i32::try_from(buffers.nb_objects).unwrap(),
+                    };
+                    deliver_native(&target, "insert_block", encode_block(&block), &ledger).await;
+                    ledger.acknowledged.lock().unwrap().extend(messages);
+                    offset += EVENTS_PER_BLOCK;
+                }
+            })
+        })
+        .collect();
+    (process_id, handles)
+}
+
+/// Compares the native ledger with `log_entries`; returns (acknowledged, found, lost,
+/// duplicated).
+async fn audit_native(
+    server: &Server,
+    process_id: &str,
+    ledger: &NativeLedger,
+) -> (usize, usize, usize, usize) {
+    let batches = server
+        .query(&format!(
+            "SELECT msg, count(*) AS n FROM log_entries WHERE process_id = '{process_id}' GROUP BY msg"
+        ))
+        .await;
+    let mut stored: HashMap<String, i64> = HashMap::new();
+    for batch in &batches {
+        let messages = arrow::compute::cast(batch.column(0), &DataType::Utf8).unwrap();
+        let messages = messages.as_string::<i32>();
+        let counts = batch.column(1).as_primitive::<Int64Type>();
+        for i in 0..batch.num_rows() {
+            stored.insert(messages.value(i).to_owned(), counts.value(i));
+        }
+    }
+    let acknowledged = ledger.acknowledged.lock().unwrap().clone();
+    let lost = acknowledged
+        .iter()
+        .filter(|message| !stored.contains_key(*message))
+        .count();
+    let duplicated = stored.values().filter(|n| **n > 1).count();
+    (acknowledged.len(), stored.len(), lost, duplicated)
+}
+
+/// The Micromegas clients retry a block until it is acknowledged. A gateway killed after
+/// a block's rows were durable but before the catalog marked the block as seen would
+/// store it again on the retry; the block's catalog notes travel in the WAL with its rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retried_native_blocks_are_stored_once_across_twenty_kill_9s() {
+    let temp = temp_dir();
+    let config = ServerConfig {
+        data_dir: data_dir(&temp),
+        extra_args: vec!["--flush-interval-secs".into(), "0.3".into()],
+        ..Default::default()
+    };
+    let mut server = Server::start(&config);
+    let target = Arc::new(Mutex::new(format!("http://{}", server.native)));
+    let ledger = Arc::new(NativeLedger::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (process_id, senders) =
+        start_native_senders(target.clone(), ledger.clone(), stop.clone(), 4);
+    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+    for _ in 0..20 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        tokio::time::sleep(Duration::from_millis(200 + rng % 1300)).await;
+        server.kill();
+        server = Server::start(&config);
+        *target.lock().unwrap() = format!("http://{}", server.native);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let result = audit_native(&server, &process_id, &ledger).await;
+    report(
+        "native kill -9 x20",
+        result,
+        &format!(
+            ", {} answers retried",
+            ledger.retried.load(Ordering::Relaxed)
+        ),
+    );
+    assert!(result.0 > 0, "nothing was acknowledged");
+    assert_eq!(result.2, 0, "acknowledged log entries lost");
+    assert_eq!(result.3, 0, "log entries stored twice");
+}
+
+/// The catalog going away after a block's rows are durable must neither fail the block
+/// (its notes wait, and are applied before any later block) nor store it twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn native_blocks_are_stored_once_across_a_postgres_restart() {
+    let Some(postgres) = Postgres::start() else {
+        return;
+    };
+    let server = Server::start_temp(&["--catalog", &postgres.url(), "--flush-interval-secs", "1"]);
+    let target = Arc::new(Mutex::new(format!("http://{}", server.native)));
+    let ledger = Arc::new(NativeLedger::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (process_id, senders) = start_native_senders(target, ledger.clone(), stop.clone(), 4);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    postgres.ctl("stop");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    postgres.ctl("start");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.store(true, Ordering::Relaxed);
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let retried = ledger.retried.load(Ordering::Relaxed);
+    let slowest = ledger.slowest_ms.load(Ordering::Relaxed);
+    let result = audit_native(&server, &process_id, &ledger).await;
+    report(
+        "native, PostgreSQL restarted",
+        result,
+        &format!(", {retried} answers retried, slowest answer {slowest} ms"),
+    );
+    // Refused, or held until PostgreSQL was back: either way the outage was felt.
+    assert!(
+        retried > 0 || slowest >= 1_000,
+        "the outage did not reach the native clients ({retried} retried, slowest {slowest} ms)"
+    );
+    assert!(result.0 > 0, "nothing was acknowledged");
+    assert_eq!(result.2, 0, "acknowledged log entries lost");
+    assert_eq!(result.3, 0, "log entries stored twice");
 }
