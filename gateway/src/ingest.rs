@@ -67,6 +67,9 @@ pub struct Ingestor {
     lake: Arc<Lakehouse>,
     /// Process and stream ids this gateway knows are in the catalog and in the tables.
     known: Mutex<HashSet<String>>,
+    /// Locks taken, by hash of the id, while a request writes a process or stream this
+    /// gateway has not seen yet.
+    claims: Vec<tokio::sync::Mutex<()>>,
     /// Bytes of requests being decoded, normalized or written right now.
     inflight_bytes: AtomicUsize,
     max_inflight_bytes: usize,
@@ -87,6 +90,10 @@ impl Drop for Admission<'_> {
     }
 }
 
+/// Claim locks for new processes and streams: more than the requests that can bring new
+/// ones at once, few enough to cost nothing.
+const CLAIM_STRIPES: usize = 64;
+
 /// How long a client refused for lack of memory should wait.
 const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -97,6 +104,9 @@ impl Ingestor {
         Ingestor {
             lake,
             known: Mutex::new(HashSet::new()),
+            claims: (0..CLAIM_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
             inflight_bytes: AtomicUsize::new(0),
             max_inflight_bytes,
         }
@@ -157,6 +167,30 @@ impl Ingestor {
         }
     }
 
+    /// Holds the claim stripes of `ids` (in ascending order, so two requests cannot each
+    /// hold what the other waits for) until the guards are dropped.
+    async fn claim(&self, ids: &[&str]) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
+        if ids.is_empty() {
+            return Vec::new();
+        }
+        let mut stripes: Vec<usize> = ids
+            .iter()
+            .map(|id| {
+                let mut hasher = std::hash::DefaultHasher::new();
+                std::hash::Hash::hash(id, &mut hasher);
+                // The remainder is below the stripe count, which fits a usize.
+                (std::hash::Hasher::finish(&hasher) % self.claims.len() as u64) as usize
+            })
+            .collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut guards = Vec::with_capacity(stripes.len());
+        for stripe in stripes {
+            guards.push(self.claims[stripe].lock().await);
+        }
+        guards
+    }
+
     /// Which of `keys` (process or stream ids) are new: neither remembered by this
     /// gateway nor in the catalog.
     async fn novelty(&self, keys: &[String], entity: Entity) -> Result<Vec<bool>, IngestError> {
@@ -182,9 +216,11 @@ impl Ingestor {
     /// Writes the rows; returns the records rejected during normalization.
     ///
     /// A process (or stream) is written to `processes` (`streams`) together with the first
-    /// rows that name it and recorded in the catalog after they are durable: a crash in
-    /// between writes the row again on the retry (a duplicate, folded by compaction), never
-    /// loses it.
+    /// rows that name it, and recorded in the catalog by a note that is durable with them:
+    /// a retry after a crash finds it recorded and writes no second row. Requests of this
+    /// gateway that bring the same new process wait for the first to write it. Two
+    /// gateways seeing a new process at the same moment may both write it (identical rows,
+    /// folded by compaction).
     pub async fn ingest(
         &self,
         normalized: Normalized,
@@ -212,18 +248,26 @@ impl Ingestor {
             }
             rows.push(TableRows { table, batch });
         }
-        let catalog = self.lake.catalog();
         let process_ids: Vec<String> = normalized
             .processes
             .iter()
             .map(|p| p.process_id.clone())
             .collect();
-        let new_processes = self.novelty(&process_ids, Entity::Process).await?;
         let stream_ids: Vec<String> = normalized
             .streams
             .iter()
             .map(|s| s.stream_id.clone())
             .collect();
+        // Ids this gateway has not seen yet are claimed until their rows are written, so
+        // that concurrent requests naming them do not each find them new.
+        let unseen: Vec<&str> = process_ids
+            .iter()
+            .chain(&stream_ids)
+            .filter(|id| !self.is_known(id))
+            .map(String::as_str)
+            .collect();
+        let _claims = self.claim(&unseen).await;
+        let new_processes = self.novelty(&process_ids, Entity::Process).await?;
         let new_streams = self.novelty(&stream_ids, Entity::Stream).await?;
         if new_processes.iter().any(|new| *new) {
             let batch = normalized
@@ -251,22 +295,34 @@ impl Ingestor {
                 batch,
             });
         }
-        if !rows.is_empty() || !notes.is_empty() {
-            self.lake.write_noted(rows, notes).await?;
+        // The catalog learns of new processes and streams first, then whatever the caller
+        // adds (a native block, recorded last).
+        let mut all_notes = Vec::with_capacity(notes.len() + 2);
+        for (process, new) in normalized.processes.iter().zip(&new_processes) {
+            if *new {
+                all_notes.push(CatalogNote::Process(process.clone()));
+            }
+        }
+        for (stream, new) in normalized.streams.iter().zip(&new_streams) {
+            if *new {
+                all_notes.push(CatalogNote::Stream(stream.clone()));
+            }
+        }
+        all_notes.extend(notes);
+        if !rows.is_empty() || !all_notes.is_empty() {
+            self.lake.write_noted(rows, all_notes).await?;
             for (signal, count) in records {
                 crate::metrics::ingested(protocol, signal, count);
             }
         }
-        for (process, new) in normalized.processes.iter().zip(new_processes) {
+        for (id, new) in process_ids.into_iter().zip(new_processes) {
             if new {
-                catalog.record_process(process).await?;
-                self.remember(process.process_id.clone());
+                self.remember(id);
             }
         }
-        for (stream, new) in normalized.streams.iter().zip(new_streams) {
+        for (id, new) in stream_ids.into_iter().zip(new_streams) {
             if new {
-                catalog.record_stream(stream).await?;
-                self.remember(stream.stream_id.clone());
+                self.remember(id);
             }
         }
         Ok(normalized.rejections)

@@ -47,9 +47,13 @@ pub struct Catalog {
 /// durable, and travels in the WAL with them so that a crash in between cannot leave the
 /// rows stored and the change lost (a native block stored but not marked as seen, which
 /// the client's retry would store again). Applying a note twice changes nothing.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "note", rename_all = "snake_case")]
 pub enum CatalogNote {
+    /// A process was written to `processes` (see [`Catalog::record_process`]).
+    Process(ProcessRecord),
+    /// A stream was written to `streams` (see [`Catalog::record_stream`]).
+    Stream(StreamRecord),
     /// A span pairing state moves from `version` to `state` (see [`Catalog::save_span_state`]).
     SpanState {
         key: String,
@@ -75,7 +79,7 @@ pub struct TableEntry {
 }
 
 /// A process: a native process, or the resource of OTLP data.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ProcessRecord {
     pub process_id: String,
     pub exe: Option<String>,
@@ -101,7 +105,7 @@ pub struct ProcessRecord {
 }
 
 /// A stream: a native stream, or one signal of an OTLP resource.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StreamRecord {
     pub stream_id: String,
     pub process_id: String,
@@ -568,6 +572,12 @@ impl Catalog {
         let mut moved = Vec::new();
         for note in notes {
             match note {
+                CatalogNote::Process(process) => {
+                    self.record_process(process).await?;
+                }
+                CatalogNote::Stream(stream) => {
+                    self.record_stream(stream).await?;
+                }
                 CatalogNote::SpanState {
                     key,
                     version,

@@ -12,7 +12,7 @@ use prost::Message;
 use tarn_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use tarn_proto::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
-use crate::harness::{Server, ServerConfig, data_dir, temp_dir, try_post_to};
+use crate::harness::{Server, ServerConfig, data_dir, post_to, temp_dir, try_post_to};
 use crate::otlp_data::{kv, resource, string};
 
 const SPANS_PER_REQUEST: u64 = 50;
@@ -880,4 +880,115 @@ async fn native_blocks_are_stored_once_across_a_postgres_restart() {
     assert!(result.0 > 0, "nothing was acknowledged");
     assert_eq!(result.2, 0, "acknowledged log entries lost");
     assert_eq!(result.3, 0, "log entries stored twice");
+}
+
+/// Process ids that have more than one row in `processes`, among those of `service`.
+async fn processes_stored_twice(server: &Server, service: &str) -> (usize, usize) {
+    let batches = server
+        .query(&format!(
+            "SELECT process_id, count(*) AS n FROM processes WHERE service_name = '{service}' GROUP BY process_id"
+        ))
+        .await;
+    let (mut processes, mut twice) = (0, 0);
+    for batch in &batches {
+        let counts = batch.column(1).as_primitive::<Int64Type>();
+        for i in 0..batch.num_rows() {
+            processes += 1;
+            if counts.value(i) > 1 {
+                twice += 1;
+            }
+        }
+    }
+    (processes, twice)
+}
+
+/// Every request brings a new OTLP resource, so every request records a process, and is
+/// retried until acknowledged (as collectors do); with kill -9s in between, no process may
+/// get a second row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retried_new_processes_are_stored_once_across_ten_kill_9s() {
+    let temp = temp_dir();
+    let config = ServerConfig {
+        data_dir: data_dir(&temp),
+        extra_args: vec!["--flush-interval-secs".into(), "0.3".into()],
+        ..Default::default()
+    };
+    let mut server = Server::start(&config);
+    let target = Arc::new(Mutex::new(format!("http://{}", server.otlp_http)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let next = Arc::new(AtomicU64::new(1));
+    let retried = Arc::new(AtomicU64::new(0));
+    let senders: Vec<_> = (0..4)
+        .map(|_| {
+            let (target, stop, next, retried) =
+                (target.clone(), stop.clone(), next.clone(), retried.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let first = next.fetch_add(SPANS_PER_REQUEST, Ordering::Relaxed);
+                    let body = request("kill9-processes", first, Some(first));
+                    loop {
+                        let url = format!("{}/v1/traces", target.lock().unwrap());
+                        let attempt = tokio::time::timeout(
+                            Duration::from_secs(30),
+                            try_post_to(&url, "application/x-protobuf", None, body.clone()),
+                        );
+                        if let Ok(Ok(response)) = attempt.await
+                            && response.status == 200
+                        {
+                            break;
+                        }
+                        retried.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut rng = 0x6a09_e667_f3bc_c908_u64;
+    for _ in 0..10 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        tokio::time::sleep(Duration::from_millis(200 + rng % 1300)).await;
+        server.kill();
+        server = Server::start(&config);
+        *target.lock().unwrap() = format!("http://{}", server.otlp_http);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let (processes, twice) = processes_stored_twice(&server, "kill9-processes").await;
+    eprintln!(
+        "FAULT kill -9 x10, a new process each request: {processes} processes, {twice} stored twice, {} answers retried",
+        retried.load(Ordering::Relaxed)
+    );
+    assert!(processes > 0, "no process stored");
+    assert_eq!(twice, 0, "processes stored twice");
+}
+
+/// Concurrent first requests of one new resource (a collector's first batches after a
+/// restart) make one `processes` row, not one per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_first_requests_of_a_process_store_it_once() {
+    let server = Server::start_temp(&[]);
+    for round in 0..5_u64 {
+        let service = format!("concurrent-first-{round}");
+        let requests = (0..8_u64).map(|i| {
+            let url = server.url("/v1/traces");
+            let body = request(&service, 1 + i * SPANS_PER_REQUEST, None);
+            tokio::spawn(async move {
+                post_to(&url, "application/x-protobuf", None, body)
+                    .await
+                    .status
+            })
+        });
+        for status in futures::future::join_all(requests).await {
+            assert_eq!(status.unwrap(), 200);
+        }
+        let (processes, twice) = processes_stored_twice(&server, &service).await;
+        assert_eq!(processes, 1, "{service}: one resource is one process");
+        assert_eq!(twice, 0, "{service}: the process was stored more than once");
+    }
 }
