@@ -1161,7 +1161,10 @@ def check_live_collector(report: Report, binary: str, otelcol: str) -> None:
                 return int(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else -1
 
             started = time.monotonic()
-            deadline = started + 150  # retries back off up to max_interval (30 s)
+            # Retries back off up to max_interval (30 s), and a retry that arrives while
+            # another request (the Collector's own metrics, every 2 s) has taken the one
+            # byte of room is refused again: seen once to need more than 150 s.
+            deadline = started + 300
             rows = distinct = own = 0
             while time.monotonic() < deadline:
                 rows = scalar("SELECT count(*) FROM log_entries WHERE msg LIKE 'validate-line %'")
