@@ -236,7 +236,11 @@ impl NativeIngest {
     /// `insert_block`.
     pub async fn insert_block(&self, body: &[u8]) -> Result<(), NativeFailure> {
         let block = tarn_proto::native::decode_block(body)?;
-        let catalog = self.ingestor.lake().catalog();
+        let lake = self.ingestor.lake();
+        // The block's process or stream may have been stored while the catalog was
+        // failing: once their notes are applied the block is decoded now, not parked.
+        lake.apply_pending_notes().await?;
+        let catalog = lake.catalog();
         if catalog.block_known(&block.block_id).await? {
             return Ok(());
         }
@@ -394,7 +398,11 @@ impl NativeIngest {
 
     /// Ingests the pending blocks of a process or stream that can now be decoded.
     async fn drain_pending(&self, id: &str, by_process: bool) -> Result<(), NativeFailure> {
-        let catalog = self.ingestor.lake().catalog();
+        let lake = self.ingestor.lake();
+        // The process or stream just written is in the catalog only once its note is
+        // applied; if the catalog refuses, the client's retry comes back here.
+        lake.apply_pending_notes().await?;
+        let catalog = lake.catalog();
         let mut blocks = Vec::new();
         for (block_id, body) in catalog.pending_blocks(id, by_process).await? {
             match tarn_proto::native::decode_block(&body) {

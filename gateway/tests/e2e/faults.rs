@@ -674,20 +674,48 @@ async fn deliver_native(target: &Mutex<String>, route: &str, body: Vec<u8>, ledg
     }
 }
 
-/// One native process with `senders` log streams, one caller each, sending blocks of
-/// [`EVENTS_PER_BLOCK`] uniquely named messages until `stop`; every block a caller started
-/// is delivered, even past `stop`. Returns the process id and the callers.
-fn start_native_senders(
-    target: Arc<Mutex<String>>,
-    ledger: Arc<NativeLedger>,
-    stop: Arc<AtomicBool>,
-    senders: usize,
-) -> (String, Vec<tokio::task::JoinHandle<()>>) {
+/// The start of the test's native processes, Unix ns (tick 0; 1 tick = 1 ns).
+const NATIVE_START_NANOS: i64 = 1_767_225_600_000_000_000;
+
+/// A native process with a fresh id.
+fn native_process() -> tarn_proto::native::ProcessInfo {
     use tarn_proto::native::time::format_rfc3339_nanos;
-    use tarn_proto::native::{
-        Block, LogBlockWriter, LogDesc, ProcessInfo, StreamKind, encode_block, encode_process,
-        encode_stream,
-    };
+    tarn_proto::native::ProcessInfo {
+        process_id: uuid::Uuid::new_v4().to_string(),
+        exe: "faults".into(),
+        username: "test".into(),
+        realname: "test".into(),
+        computer: "test-host".into(),
+        distro: "linux".into(),
+        cpu_brand: String::new(),
+        tsc_frequency: 1_000_000_000,
+        start_time: format_rfc3339_nanos(NATIVE_START_NANOS),
+        start_ticks: 0,
+        parent_process_id: None,
+        properties: [("service.name".to_owned(), "native-faults".to_owned())]
+            .into_iter()
+            .collect(),
+    }
+}
+
+/// A log stream of `process_id` with a fresh id.
+fn native_log_stream(process_id: &str) -> tarn_proto::native::StreamInfo {
+    tarn_proto::native::StreamKind::Log.stream_info(
+        process_id.to_owned(),
+        uuid::Uuid::new_v4().to_string(),
+        Default::default(),
+    )
+}
+
+/// The log block at stream position `offset`: [`EVENTS_PER_BLOCK`] messages
+/// `<prefix>-e<position>`, with a fresh block id; and its messages.
+fn native_log_block(
+    stream: &tarn_proto::native::StreamInfo,
+    offset: u64,
+    prefix: &str,
+) -> (tarn_proto::native::Block, Vec<String>) {
+    use tarn_proto::native::time::format_rfc3339_nanos;
+    use tarn_proto::native::{Block, LogBlockWriter, LogDesc};
     const DESC: LogDesc<'static> = LogDesc {
         key: 0x51,
         level: 3,
@@ -697,24 +725,42 @@ fn start_native_senders(
         file: "faults.rs",
         line: 1,
     };
-    let process_id = uuid::Uuid::new_v4().to_string();
-    let start_nanos = 1_767_225_600_000_000_000_i64;
-    let process = ProcessInfo {
-        process_id: process_id.clone(),
-        exe: "faults".into(),
-        username: "test".into(),
-        realname: "test".into(),
-        computer: "test-host".into(),
-        distro: "linux".into(),
-        cpu_brand: String::new(),
-        tsc_frequency: 1_000_000_000,
-        start_time: format_rfc3339_nanos(start_nanos),
-        start_ticks: 0,
-        parent_process_id: None,
-        properties: [("service.name".to_owned(), "native-faults".to_owned())]
-            .into_iter()
-            .collect(),
+    let mut writer = LogBlockWriter::new();
+    let mut messages = Vec::new();
+    for n in offset..offset + EVENTS_PER_BLOCK {
+        let message = format!("{prefix}-e{n}");
+        writer.log_string(&DESC, i64::try_from(n).unwrap() * 1_000, &message);
+        messages.push(message);
+    }
+    let buffers = writer.finish();
+    let begin_ticks = i64::try_from(offset).unwrap() * 1_000;
+    let end_ticks = begin_ticks + i64::try_from(EVENTS_PER_BLOCK).unwrap() * 1_000;
+    let block = Block {
+        block_id: uuid::Uuid::new_v4().to_string(),
+        stream_id: stream.stream_id.clone(),
+        process_id: stream.process_id.clone(),
+        begin_time: format_rfc3339_nanos(NATIVE_START_NANOS + begin_ticks),
+        begin_ticks,
+        end_time: format_rfc3339_nanos(NATIVE_START_NANOS + end_ticks),
+        end_ticks,
+        payload: buffers.to_payload(),
+        object_offset: i64::try_from(offset).unwrap(),
+        nb_objects: i32::try_from(buffers.nb_objects).unwrap(),
     };
+    (block, messages)
+}
+
+/// One native process with `senders` log streams, one caller each, sending blocks of
+/// [`EVENTS_PER_BLOCK`] uniquely named messages until `stop`; every block a caller started
+/// is delivered, even past `stop`. Returns the process id and the callers.
+fn start_native_senders(
+    target: Arc<Mutex<String>>,
+    ledger: Arc<NativeLedger>,
+    stop: Arc<AtomicBool>,
+    senders: usize,
+) -> (String, Vec<tokio::task::JoinHandle<()>>) {
+    use tarn_proto::native::{encode_block, encode_process, encode_stream};
+    let process = native_process();
     let handles = (0..senders)
         .map(|sender| {
             let (target, ledger, stop, process) = (
@@ -724,39 +770,13 @@ fn start_native_senders(
                 process.clone(),
             );
             tokio::spawn(async move {
-                let stream_id = uuid::Uuid::new_v4().to_string();
-                let stream = StreamKind::Log.stream_info(
-                    process.process_id.clone(),
-                    stream_id.clone(),
-                    Default::default(),
-                );
+                let stream = native_log_stream(&process.process_id);
                 deliver_native(&target, "insert_process", encode_process(&process), &ledger).await;
                 deliver_native(&target, "insert_stream", encode_stream(&stream), &ledger).await;
                 let mut offset = 0_u64;
                 while !stop.load(Ordering::Relaxed) {
-                    let mut writer = LogBlockWriter::new();
-                    let mut messages = Vec::new();
-                    for n in offset..offset + EVENTS_PER_BLOCK {
-                        let message = format!("s{sender}-e{n}");
-                        let ticks = i64::try_from(n).unwrap() * 1_000;
-                        writer.log_string(&DESC, ticks, &message);
-                        messages.push(message);
-                    }
-                    let buffers = writer.finish();
-                    let begin_ticks = i64::try_from(offset).unwrap() * 1_000;
-                    let end_ticks = begin_ticks + i64::try_from(EVENTS_PER_BLOCK).unwrap() * 1_000;
-                    let block = Block {
-                        block_id: uuid::Uuid::new_v4().to_string(),
-                        stream_id: stream_id.clone(),
-                        process_id: process.process_id.clone(),
-                        begin_time: format_rfc3339_nanos(start_nanos + begin_ticks),
-                        begin_ticks,
-                        end_time: format_rfc3339_nanos(start_nanos + end_ticks),
-                        end_ticks,
-                        payload: buffers.to_payload(),
-                        object_offset: i64::try_from(offset).unwrap(),
-                        nb_objects: i32::try_from(buffers.nb_objects).unwrap(),
-                    };
+                    let (block, messages) =
+                        native_log_block(&stream, offset, &format!("s{sender}"));
                     deliver_native(&target, "insert_block", encode_block(&block), &ledger).await;
                     ledger.acknowledged.lock().unwrap().extend(messages);
                     offset += EVENTS_PER_BLOCK;
@@ -764,7 +784,7 @@ fn start_native_senders(
             })
         })
         .collect();
-    (process_id, handles)
+    (process.process_id, handles)
 }
 
 /// Compares the native ledger with `log_entries`; returns (acknowledged, found, lost,
@@ -991,4 +1011,79 @@ async fn concurrent_first_requests_of_a_process_store_it_once() {
         assert_eq!(processes, 1, "{service}: one resource is one process");
         assert_eq!(twice, 0, "{service}: the process was stored more than once");
     }
+}
+
+/// The catalog refuses a native process's record after its row is durable (a trigger on
+/// the real SQLite catalog). `insert_process` must then fail, so the client retries it,
+/// and the blocks that follow must be decoded, not parked for an `insert_process` that
+/// the client will not send again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_native_process_the_catalog_refused_at_first_still_gets_its_blocks() {
+    use tarn_gateway::ingest::Ingestor;
+    use tarn_gateway::native::NativeIngest;
+    use tarn_lakehouse::{LakeConfig, Lakehouse};
+    use tarn_proto::native::{encode_block, encode_process, encode_stream};
+
+    let dir = temp_dir();
+    let catalog_url = format!("sqlite://{}", dir.path().join("catalog.db").display());
+    let mut config = LakeConfig::new(
+        format!("file://{}", dir.path().join("lake").display()),
+        catalog_url.clone(),
+    );
+    config.wal_dir = Some(dir.path().join("wal"));
+    let lake = Arc::new(Lakehouse::open(config).await.unwrap());
+    let native = NativeIngest::new(Arc::new(Ingestor::new(Arc::clone(&lake), usize::MAX)));
+    let other = sqlx::SqlitePool::connect(&catalog_url).await.unwrap();
+    sqlx::query(
+        "CREATE TRIGGER refuse BEFORE INSERT ON processes \
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+    )
+    .execute(&other)
+    .await
+    .unwrap();
+    let process = native_process();
+    let stream = native_log_stream(&process.process_id);
+    let (block, messages) = native_log_block(&stream, 0, "refused");
+    assert!(
+        native
+            .insert_process(&encode_process(&process))
+            .await
+            .is_err(),
+        "the catalog refused the process: the client must be told to retry"
+    );
+    sqlx::query("DROP TRIGGER refuse")
+        .execute(&other)
+        .await
+        .unwrap();
+    native
+        .insert_process(&encode_process(&process))
+        .await
+        .unwrap();
+    native.insert_stream(&encode_stream(&stream)).await.unwrap();
+    native.insert_block(&encode_block(&block)).await.unwrap();
+    assert!(lake.catalog().block_known(&block.block_id).await.unwrap());
+    let engine = lake.query_engine();
+    let count = |table: &str| {
+        let sql = format!(
+            "SELECT count(*) FROM {table} WHERE process_id = '{}'",
+            process.process_id
+        );
+        let engine = &engine;
+        async move {
+            let batches = engine
+                .plan(&sql, None)
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            batches[0].column(0).as_primitive::<Int64Type>().value(0)
+        }
+    };
+    assert_eq!(count("processes").await, 1, "the process is stored once");
+    assert_eq!(
+        count("log_entries").await,
+        i64::try_from(messages.len()).unwrap(),
+        "the block's messages are stored"
+    );
 }
