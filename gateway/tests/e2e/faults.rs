@@ -148,6 +148,30 @@ fn report(
     );
 }
 
+/// Kills the gateway with SIGKILL `kills` times, 200 to 1,500 ms apart (a fixed
+/// pseudo-random sequence from `seed`), restarting it each time and pointing `target` at
+/// the new one's `address`; returns the last gateway.
+async fn kill_at_random_moments(
+    mut server: Server,
+    config: &ServerConfig,
+    target: &Mutex<String>,
+    address: fn(&Server) -> std::net::SocketAddr,
+    kills: usize,
+    seed: u64,
+) -> Server {
+    let mut rng = seed;
+    for _ in 0..kills {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        tokio::time::sleep(Duration::from_millis(200 + rng % 1300)).await;
+        server.kill();
+        server = Server::start(config);
+        *target.lock().unwrap() = format!("http://{}", address(&server));
+    }
+    server
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_spans_survive_twenty_kill_9s() {
     let temp = temp_dir();
@@ -156,7 +180,7 @@ async fn acknowledged_spans_survive_twenty_kill_9s() {
         extra_args: vec!["--flush-interval-secs".into(), "0.3".into()],
         ..Default::default()
     };
-    let mut server = Server::start(&config);
+    let server = Server::start(&config);
     let target = Arc::new(Mutex::new(format!("http://{}", server.otlp_http)));
     let ledger = Arc::new(Ledger::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -168,16 +192,15 @@ async fn acknowledged_spans_survive_twenty_kill_9s() {
         4,
         false,
     );
-    let mut rng = 0x2545_f491_4f6c_dd1d_u64;
-    for _ in 0..20 {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        tokio::time::sleep(Duration::from_millis(200 + rng % 1300)).await;
-        server.kill();
-        server = Server::start(&config);
-        *target.lock().unwrap() = format!("http://{}", server.otlp_http);
-    }
+    let server = kill_at_random_moments(
+        server,
+        &config,
+        &target,
+        |server| server.otlp_http,
+        20,
+        0x2545_f491_4f6c_dd1d_u64,
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
     for sender in senders {
@@ -634,9 +657,9 @@ async fn idle_restarts_keep_every_later_record() {
 /// Log events per native block.
 const EVENTS_PER_BLOCK: u64 = 50;
 
-/// What the native senders saw: the messages of acknowledged blocks.
+/// What retrying senders saw: the messages of acknowledged native blocks, and the retries.
 #[derive(Debug, Default)]
-struct NativeLedger {
+struct RetryLedger {
     acknowledged: Mutex<Vec<String>>,
     /// Answers other than 200 (refusals, connection failures, errors), each retried.
     retried: AtomicU64,
@@ -644,14 +667,21 @@ struct NativeLedger {
     slowest_ms: AtomicU64,
 }
 
-/// Posts `body` to `route` on whatever gateway `target` names until it is acknowledged,
-/// as the Micromegas sink does: the same bytes (the same block id) every time.
-async fn deliver_native(target: &Mutex<String>, route: &str, body: Vec<u8>, ledger: &NativeLedger) {
+/// Posts `body` to `path` on whatever gateway `target` names until it is acknowledged,
+/// as real clients do (the Micromegas sink, collectors): the same bytes every time. A
+/// permanent refusal (4xx but 429) fails the test.
+async fn post_until_acknowledged(
+    target: &Mutex<String>,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+    ledger: &RetryLedger,
+) {
     loop {
-        let url = format!("{}/ingestion/{route}", target.lock().unwrap());
+        let url = format!("{}{path}", target.lock().unwrap());
         let attempt = tokio::time::timeout(
             Duration::from_secs(30),
-            try_post_to(&url, "application/octet-stream", None, body.clone()),
+            try_post_to(&url, content_type, None, body.clone()),
         );
         let sent = Instant::now();
         let outcome = attempt.await;
@@ -661,7 +691,7 @@ async fn deliver_native(target: &Mutex<String>, route: &str, body: Vec<u8>, ledg
             Ok(Ok(response)) if response.status == 200 => return,
             Ok(Ok(response)) if (400..500).contains(&response.status) && response.status != 429 => {
                 panic!(
-                    "{route} refused for good: {} {}",
+                    "{path} refused for good: {} {}",
                     response.status,
                     String::from_utf8_lossy(&response.body)
                 )
@@ -673,6 +703,9 @@ async fn deliver_native(target: &Mutex<String>, route: &str, body: Vec<u8>, ledg
         }
     }
 }
+
+/// The content type of native bodies.
+const NATIVE_BODY: &str = "application/octet-stream";
 
 /// The start of the test's native processes, Unix ns (tick 0; 1 tick = 1 ns).
 const NATIVE_START_NANOS: i64 = 1_767_225_600_000_000_000;
@@ -755,7 +788,7 @@ fn native_log_block(
 /// is delivered, even past `stop`. Returns the process id and the callers.
 fn start_native_senders(
     target: Arc<Mutex<String>>,
-    ledger: Arc<NativeLedger>,
+    ledger: Arc<RetryLedger>,
     stop: Arc<AtomicBool>,
     senders: usize,
 ) -> (String, Vec<tokio::task::JoinHandle<()>>) {
@@ -771,13 +804,16 @@ fn start_native_senders(
             );
             tokio::spawn(async move {
                 let stream = native_log_stream(&process.process_id);
-                deliver_native(&target, "insert_process", encode_process(&process), &ledger).await;
-                deliver_native(&target, "insert_stream", encode_stream(&stream), &ledger).await;
+                let post = |path: &'static str, body: Vec<u8>| {
+                    post_until_acknowledged(&target, path, NATIVE_BODY, body, &ledger)
+                };
+                post("/ingestion/insert_process", encode_process(&process)).await;
+                post("/ingestion/insert_stream", encode_stream(&stream)).await;
                 let mut offset = 0_u64;
                 while !stop.load(Ordering::Relaxed) {
                     let (block, messages) =
                         native_log_block(&stream, offset, &format!("s{sender}"));
-                    deliver_native(&target, "insert_block", encode_block(&block), &ledger).await;
+                    post("/ingestion/insert_block", encode_block(&block)).await;
                     ledger.acknowledged.lock().unwrap().extend(messages);
                     offset += EVENTS_PER_BLOCK;
                 }
@@ -792,7 +828,7 @@ fn start_native_senders(
 async fn audit_native(
     server: &Server,
     process_id: &str,
-    ledger: &NativeLedger,
+    ledger: &RetryLedger,
 ) -> (usize, usize, usize, usize) {
     let batches = server
         .query(&format!(
@@ -828,22 +864,21 @@ async fn retried_native_blocks_are_stored_once_across_twenty_kill_9s() {
         extra_args: vec!["--flush-interval-secs".into(), "0.3".into()],
         ..Default::default()
     };
-    let mut server = Server::start(&config);
+    let server = Server::start(&config);
     let target = Arc::new(Mutex::new(format!("http://{}", server.native)));
-    let ledger = Arc::new(NativeLedger::default());
+    let ledger = Arc::new(RetryLedger::default());
     let stop = Arc::new(AtomicBool::new(false));
     let (process_id, senders) =
         start_native_senders(target.clone(), ledger.clone(), stop.clone(), 4);
-    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
-    for _ in 0..20 {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        tokio::time::sleep(Duration::from_millis(200 + rng % 1300)).await;
-        server.kill();
-        server = Server::start(&config);
-        *target.lock().unwrap() = format!("http://{}", server.native);
-    }
+    let server = kill_at_random_moments(
+        server,
+        &config,
+        &target,
+        |server| server.native,
+        20,
+        0x9e37_79b9_7f4a_7c15_u64,
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
     for sender in senders {
@@ -872,7 +907,7 @@ async fn native_blocks_are_stored_once_across_a_postgres_restart() {
     };
     let server = Server::start_temp(&["--catalog", &postgres.url(), "--flush-interval-secs", "1"]);
     let target = Arc::new(Mutex::new(format!("http://{}", server.native)));
-    let ledger = Arc::new(NativeLedger::default());
+    let ledger = Arc::new(RetryLedger::default());
     let stop = Arc::new(AtomicBool::new(false));
     let (process_id, senders) = start_native_senders(target, ledger.clone(), stop.clone(), 4);
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -933,47 +968,40 @@ async fn retried_new_processes_are_stored_once_across_ten_kill_9s() {
         extra_args: vec!["--flush-interval-secs".into(), "0.3".into()],
         ..Default::default()
     };
-    let mut server = Server::start(&config);
+    let server = Server::start(&config);
     let target = Arc::new(Mutex::new(format!("http://{}", server.otlp_http)));
     let stop = Arc::new(AtomicBool::new(false));
     let next = Arc::new(AtomicU64::new(1));
-    let retried = Arc::new(AtomicU64::new(0));
+    let ledger = Arc::new(RetryLedger::default());
     let senders: Vec<_> = (0..4)
         .map(|_| {
-            let (target, stop, next, retried) =
-                (target.clone(), stop.clone(), next.clone(), retried.clone());
+            let (target, stop, next, ledger) =
+                (target.clone(), stop.clone(), next.clone(), ledger.clone());
             tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
                     let first = next.fetch_add(SPANS_PER_REQUEST, Ordering::Relaxed);
                     let body = request("kill9-processes", first, Some(first));
-                    loop {
-                        let url = format!("{}/v1/traces", target.lock().unwrap());
-                        let attempt = tokio::time::timeout(
-                            Duration::from_secs(30),
-                            try_post_to(&url, "application/x-protobuf", None, body.clone()),
-                        );
-                        if let Ok(Ok(response)) = attempt.await
-                            && response.status == 200
-                        {
-                            break;
-                        }
-                        retried.fetch_add(1, Ordering::Relaxed);
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
+                    post_until_acknowledged(
+                        &target,
+                        "/v1/traces",
+                        "application/x-protobuf",
+                        body,
+                        &ledger,
+                    )
+                    .await;
                 }
             })
         })
         .collect();
-    let mut rng = 0x6a09_e667_f3bc_c908_u64;
-    for _ in 0..10 {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        tokio::time::sleep(Duration::from_millis(200 + rng % 1300)).await;
-        server.kill();
-        server = Server::start(&config);
-        *target.lock().unwrap() = format!("http://{}", server.otlp_http);
-    }
+    let server = kill_at_random_moments(
+        server,
+        &config,
+        &target,
+        |server| server.otlp_http,
+        10,
+        0x6a09_e667_f3bc_c908_u64,
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
     for sender in senders {
@@ -982,7 +1010,7 @@ async fn retried_new_processes_are_stored_once_across_ten_kill_9s() {
     let (processes, twice) = processes_stored_twice(&server, "kill9-processes").await;
     eprintln!(
         "FAULT kill -9 x10, a new process each request: {processes} processes, {twice} stored twice, {} answers retried",
-        retried.load(Ordering::Relaxed)
+        ledger.retried.load(Ordering::Relaxed)
     );
     assert!(processes > 0, "no process stored");
     assert_eq!(twice, 0, "processes stored twice");
