@@ -5,8 +5,8 @@
 //! - **Compaction**: small files of a partition are merged into files of about the target
 //!   size, sorted by hour, then clustered (spans by trace, so a lookup by id reads one
 //!   page; other tables by service), then by time: hour-level time pruning stays. The commit removes and adds with
-//!   `dataChange = false`, so it never conflicts with concurrent appends. `processes` rows
-//!   are deduplicated by `process_id` on the way.
+//!   `dataChange = false`, so it never conflicts with concurrent appends. `processes` and
+//!   `streams` rows are deduplicated by their id on the way.
 //! - **Checkpoints** and expired-log cleanup keep the Delta log quick to read.
 //! - **Vacuum** deletes files no version references any more (compacted inputs, dropped
 //!   partitions, orphans of interrupted writes) once they are older than the grace period.
@@ -177,11 +177,21 @@ fn sort_for_compaction(batch: &RecordBatch, kind: TableKind) -> Result<RecordBat
     Ok(crate::permute::take_batch(batch, &indices)?)
 }
 
-/// Keeps the first row of each `process_id` (a crash can write a process twice).
-fn dedup_processes(batch: &RecordBatch) -> Result<RecordBatch> {
+/// The column whose value a table holds once per row, if any: two gateways seeing a new
+/// process or stream at the same moment can both write it.
+fn dedup_column(kind: TableKind) -> Option<&'static str> {
+    match kind {
+        TableKind::Processes => Some("process_id"),
+        TableKind::Streams => Some("stream_id"),
+        _ => None,
+    }
+}
+
+/// Keeps the first row of each value of `column`.
+fn dedup_by(batch: &RecordBatch, column: &str) -> Result<RecordBatch> {
     let ids = batch
-        .column_by_name("process_id")
-        .ok_or_else(|| Error::InvalidBatch("no process_id".into()))?;
+        .column_by_name(column)
+        .ok_or_else(|| Error::InvalidBatch(format!("no {column}")))?;
     let ids = compute::cast(ids, &arrow::datatypes::DataType::Utf8)?;
     let ids = ids.as_string::<i32>();
     let mut seen = HashSet::new();
@@ -223,8 +233,8 @@ async fn compact_group(
     };
     let schema = first.schema();
     let mut merged = compute::concat_batches(&schema, &batches)?;
-    if kind == TableKind::Processes {
-        merged = dedup_processes(&merged)?;
+    if let Some(column) = dedup_column(kind) {
+        merged = dedup_by(&merged, column)?;
     }
     let total_bytes: u64 = group.iter().map(|file| file.size).sum();
     let rows = merged.num_rows().max(1);
