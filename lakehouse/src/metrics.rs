@@ -258,8 +258,8 @@ fn format_labels(labels: &Labels, le: Option<&str>) -> String {
 
 // The families recorded by the lakehouse (the gateway records its own in its modules).
 
-/// WAL group commits: write + fsync latency.
-pub fn wal_sync(elapsed: Duration, records: usize) {
+/// WAL group commits: write + fsync latency, records and bytes written.
+pub fn wal_sync(elapsed: Duration, records: usize, bytes: u64) {
     METRICS.observe(
         "tarn_wal_sync_seconds",
         "Latency of a WAL group commit (write and fsync), seconds.",
@@ -271,6 +271,12 @@ pub fn wal_sync(elapsed: Duration, records: usize) {
         "Records made durable in the WAL.",
         &[],
         records as u64,
+    );
+    METRICS.add(
+        "tarn_wal_written_bytes_total",
+        "Bytes written to WAL segments (what the WAL disk must sustain).",
+        &[],
+        bytes,
     );
 }
 

@@ -6,16 +6,24 @@
 //! table's Delta log already records (as the application transaction of this WAL) are
 //! skipped, the rest go back into the fresh buffers and are committed again.
 //!
-//! # Format (version 1)
+//! # Format (version 3)
 //!
 //! A segment is `<first sequence, 20 digits>.wal`:
 //!
 //! ```text
-//! header : "TARNWAL1" | u32 LE version = 2 | u32 LE reserved = 0 | u64 LE first sequence
+//! header : "TARNWAL1" | u32 LE version = 3 | u32 LE reserved = 0 | u64 LE first sequence
 //! record : u32 LE body length | u32 LE CRC-32 of body | body
-//! body   : u64 LE sequence | u8 table (1-6) | Arrow IPC stream (schema + one batch)
-//!        | u64 LE sequence | u8 0           | note (opaque bytes; version 2 only)
+//! body   : u64 LE sequence | u8 table (1-6) | rows
+//!        | u64 LE sequence | u8 0           | note (opaque bytes; since version 2)
+//! rows   : u32 LE row count | u16 LE n | n × u16 LE column index | u32 LE length of A
+//!          | A: Arrow IPC stream (schema + one batch) of the other columns
+//!          | B: Arrow IPC stream of the n columns' first row (only when n > 0)
 //! ```
+//!
+//! The n columns are those whose every row holds the same value (a request's or a native
+//! block's identity: process, stream, service, host, insert time), stored once instead of
+//! once per row; they were most of a native row's bytes. Versions 1 and 2 store `rows` as
+//! one Arrow IPC stream of the whole batch.
 //!
 //! A note is what the catalog must learn exactly when the rows before it become durable
 //! (which native block they came from, the span pairing state after it). It is written
@@ -39,7 +47,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::DataType;
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 
@@ -47,7 +56,7 @@ use crate::error::{Error, Result};
 use crate::schema::TableKind;
 
 pub const MAGIC: &[u8; 8] = b"TARNWAL1";
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// The table code of a note record.
 const NOTE_CODE: u8 = 0;
 /// Added to the table code of rows followed by a note in the same append: they count only
@@ -87,16 +96,111 @@ fn table_of_code(code: u8) -> Option<TableKind> {
         .find(|table| table_code(*table) == code)
 }
 
-/// Encodes a batch as an Arrow IPC stream.
+/// Encodes a batch as the `rows` of a record (format version 3): its constant columns once,
+/// the others as they are.
 pub fn encode_batch(batch: &RecordBatch) -> Result<Vec<u8>> {
-    // Sized for the whole stream up front: growing by doubling copied the rows again and
-    // faulted in fresh pages at every step.
-    let mut out = Vec::with_capacity(ipc_size_hint(batch));
-    let mut writer = StreamWriter::try_new(&mut out, &batch.schema())?;
+    let rows = batch.num_rows();
+    let too_big = || {
+        Error::InvalidBatch(format!(
+            "{rows} rows or their columns do not fit a WAL record"
+        ))
+    };
+    let mut constant: Vec<usize> = (0..batch.num_columns())
+        .filter(|&i| is_constant(batch.column(i).as_ref()))
+        .collect();
+    if constant.len() == batch.num_columns() {
+        // Keep one column whole: the other stream must carry the row count.
+        constant.remove(0);
+    }
+    let varying: Vec<usize> = (0..batch.num_columns())
+        .filter(|i| !constant.contains(i))
+        .collect();
+    let varying_batch = batch.project(&varying)?;
+    let mut out = Vec::with_capacity(ipc_size_hint(&varying_batch) + 16 + 2 * constant.len());
+    out.extend_from_slice(&u32::try_from(rows).map_err(|_| too_big())?.to_le_bytes());
+    out.extend_from_slice(
+        &u16::try_from(constant.len())
+            .map_err(|_| too_big())?
+            .to_le_bytes(),
+    );
+    for &index in &constant {
+        out.extend_from_slice(&u16::try_from(index).map_err(|_| too_big())?.to_le_bytes());
+    }
+    let length_at = out.len();
+    out.extend_from_slice(&0_u32.to_le_bytes());
+    let start = out.len();
+    write_ipc(&mut out, &varying_batch)?;
+    let length = u32::try_from(out.len() - start).map_err(|_| too_big())?;
+    out[length_at..length_at + 4].copy_from_slice(&length.to_le_bytes());
+    if !constant.is_empty() {
+        write_ipc(&mut out, &batch.project(&constant)?.slice(0, 1))?;
+    }
+    Ok(out)
+}
+
+/// Appends `batch` to `out` as an Arrow IPC stream.
+fn write_ipc(out: &mut Vec<u8>, batch: &RecordBatch) -> Result<()> {
+    let mut writer = StreamWriter::try_new(out, &batch.schema())?;
     writer.write(batch)?;
     writer.finish()?;
-    drop(writer);
-    Ok(out)
+    Ok(())
+}
+
+/// Whether every row of `array` holds the same value (or every row is null). Checked for
+/// strings and fixed-width primitives, the types of identity columns; others are kept whole.
+fn is_constant(array: &dyn Array) -> bool {
+    let rows = array.len();
+    if rows < 2 {
+        return false;
+    }
+    let nulls = array.null_count();
+    if nulls == rows {
+        return true;
+    }
+    if nulls > 0 {
+        return false;
+    }
+    match array.data_type() {
+        DataType::Utf8 => {
+            let strings = array.as_string::<i32>();
+            let offsets = strings.value_offsets();
+            let first = offsets[0];
+            let Ok(width) = usize::try_from(offsets[1] - first) else {
+                return false;
+            };
+            let step = offsets[1] - first;
+            let mut expected = first;
+            for &offset in offsets {
+                if offset != expected {
+                    return false;
+                }
+                expected = expected.wrapping_add(step);
+            }
+            let (Ok(start), Ok(end)) = (usize::try_from(first), usize::try_from(offsets[rows]))
+            else {
+                return false;
+            };
+            periodic(&strings.value_data()[start..end], width)
+        }
+        data_type if data_type.is_primitive() => {
+            let Some(width) = data_type.primitive_width() else {
+                return false;
+            };
+            let data = array.to_data();
+            let start = data.offset() * width;
+            periodic(
+                &data.buffers()[0].as_slice()[start..start + rows * width],
+                width,
+            )
+        }
+        _ => false,
+    }
+}
+
+/// Whether `bytes` repeats its first `width` bytes throughout (its length a multiple of
+/// `width`): one comparison of the bytes with themselves shifted by `width`.
+fn periodic(bytes: &[u8], width: usize) -> bool {
+    width == 0 || bytes[width..] == bytes[..bytes.len() - width]
 }
 
 /// An upper estimate of a batch's IPC stream: its buffers, each padded to 64 bytes, and
@@ -115,7 +219,72 @@ fn ipc_size_hint(batch: &RecordBatch) -> usize {
     columns + 16_384
 }
 
-fn decode_batch(bytes: &[u8]) -> Result<RecordBatch> {
+/// Decodes the `rows` of a record of format `version`.
+fn decode_batch(bytes: &[u8], version: u32) -> Result<RecordBatch> {
+    if version < 3 {
+        return read_ipc(bytes);
+    }
+    let corrupt = || Error::storage("WAL record rows are malformed");
+    let u32_at = |at: usize| -> Result<u32> {
+        let field = bytes.get(at..at + 4).ok_or_else(corrupt)?;
+        Ok(u32::from_le_bytes([field[0], field[1], field[2], field[3]]))
+    };
+    let u16_at = |at: usize| -> Result<usize> {
+        let field = bytes.get(at..at + 2).ok_or_else(corrupt)?;
+        Ok(usize::from(u16::from_le_bytes([field[0], field[1]])))
+    };
+    let rows = usize::try_from(u32_at(0)?).map_err(|_| corrupt())?;
+    let count = u16_at(4)?;
+    let mut constant = Vec::with_capacity(count);
+    for i in 0..count {
+        constant.push(u16_at(6 + 2 * i)?);
+    }
+    let at = 6 + 2 * count;
+    let length = usize::try_from(u32_at(at)?).map_err(|_| corrupt())?;
+    let varying_bytes = bytes.get(at + 4..at + 4 + length).ok_or_else(corrupt)?;
+    let varying = read_ipc(varying_bytes)?;
+    if varying.num_rows() != rows {
+        return Err(corrupt());
+    }
+    if constant.is_empty() {
+        return Ok(varying);
+    }
+    let first_row = read_ipc(&bytes[at + 4 + length..])?;
+    if first_row.num_columns() != count || first_row.num_rows() != 1 {
+        return Err(corrupt());
+    }
+    let total = count + varying.num_columns();
+    let zeros = arrow::array::UInt32Array::from(vec![0_u32; rows]);
+    let mut fields = Vec::with_capacity(total);
+    let mut columns = Vec::with_capacity(total);
+    let (mut next_constant, mut next_varying) = (0, 0);
+    for index in 0..total {
+        if constant.get(next_constant) == Some(&index) {
+            fields.push(first_row.schema().field(next_constant).clone());
+            columns.push(arrow::compute::take(
+                first_row.column(next_constant),
+                &zeros,
+                None,
+            )?);
+            next_constant += 1;
+        } else {
+            if next_varying == varying.num_columns() {
+                return Err(corrupt());
+            }
+            fields.push(varying.schema().field(next_varying).clone());
+            columns.push(Arc::clone(varying.column(next_varying)));
+            next_varying += 1;
+        }
+    }
+    if next_constant != count || next_varying != varying.num_columns() {
+        return Err(corrupt());
+    }
+    let schema =
+        arrow::datatypes::Schema::new_with_metadata(fields, varying.schema().metadata().clone());
+    Ok(RecordBatch::try_new(Arc::new(schema), columns)?)
+}
+
+fn read_ipc(bytes: &[u8]) -> Result<RecordBatch> {
     let mut reader = StreamReader::try_new(bytes, None)?;
     match reader.next() {
         Some(batch) => Ok(batch?),
@@ -274,7 +443,7 @@ fn read_segment(path: &Path) -> Result<(Segment, u64, bool)> {
         let Some(table) = table_of_code(code & !NOTED_FLAG) else {
             break true;
         };
-        let batch = match decode_batch(&body[9..]) {
+        let batch = match decode_batch(&body[9..], version) {
             Ok(batch) => batch,
             Err(_) => break true,
         };
@@ -413,7 +582,7 @@ impl Writer {
             return;
         }
         // Each record is its 17-byte prefix (length, CRC, sequence, table) followed by the
-        // caller's IPC bytes, written as they are: no copy of the rows in user space. A
+        // caller's encoded rows, written as they are: no copy of them in user space. A
         // job's note follows its rows.
         let mut prefixes = Vec::new();
         let mut seqs = Vec::with_capacity(jobs.len());
@@ -453,7 +622,11 @@ impl Writer {
             write_all_vectored(&mut self.file, &mut slices).and_then(|()| self.file.sync_data());
         drop(slices);
         if result.is_ok() {
-            crate::metrics::wal_sync(started.elapsed(), seqs.iter().map(Vec::len).sum());
+            crate::metrics::wal_sync(
+                started.elapsed(),
+                seqs.iter().map(Vec::len).sum(),
+                total as u64,
+            );
         }
         if let Err(error) = result {
             let message = format!("writing {}: {error}", self.path.display());
@@ -1065,13 +1238,154 @@ mod tests {
         assert!(replay.records.is_empty());
     }
 
+    /// Rows as versions 1 and 2 stored them: one IPC stream of the whole batch.
+    fn plain_ipc(batch: &RecordBatch) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_ipc(&mut out, batch).unwrap();
+        out
+    }
+
+    /// 1,000 rows: an identity-like string, a time and an all-null column that never
+    /// change, a counter and a message that do.
+    fn identity_batch() -> RecordBatch {
+        use arrow::array::TimestampMicrosecondArray;
+        let rows = 1_000;
+        let schema = Arc::new(
+            Schema::new(vec![
+                Field::new("n", DataType::Int64, false),
+                Field::new("process_id", DataType::Utf8, false),
+                Field::new(
+                    "insert_time",
+                    DataType::Timestamp(
+                        arrow::datatypes::TimeUnit::Microsecond,
+                        Some("UTC".into()),
+                    ),
+                    false,
+                ),
+                Field::new("service_version", DataType::Utf8, true),
+                Field::new("message", DataType::Utf8, true),
+            ])
+            .with_metadata([("table".to_owned(), "test".to_owned())].into()),
+        );
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from_iter_values(0..rows)),
+                Arc::new(StringArray::from_iter_values(
+                    (0..rows).map(|_| "0b0e5a4e-7d1c-4a83-9a9e-2f6b1f0c9d11"),
+                )),
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![1_790_000_000_000_000; 1_000])
+                        .with_timezone("UTC"),
+                ),
+                Arc::new(StringArray::from(vec![None::<&str>; 1_000])),
+                Arc::new(StringArray::from_iter_values(
+                    (0..rows).map(|i| format!("message {i}")),
+                )),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn constant_columns_are_stored_once_and_read_back_whole() {
+        let batch = identity_batch();
+        let encoded = encode_batch(&batch).unwrap();
+        assert_eq!(decode_batch(&encoded, VERSION).unwrap(), batch);
+        // The identity string, the time and the nulls are stored once, not 1,000 times.
+        let plain = plain_ipc(&batch).len();
+        let without = plain_ipc(&batch.project(&[0, 4]).unwrap()).len();
+        assert!(
+            encoded.len() < without + 2_000,
+            "{} bytes encoded, {without} for the varying columns alone, {plain} plain",
+            encoded.len()
+        );
+        // A slice (a fresh batch split at a date boundary) keeps its own rows.
+        let slice = batch.slice(10, 500);
+        assert_eq!(
+            decode_batch(&encode_batch(&slice).unwrap(), VERSION).unwrap(),
+            slice
+        );
+        // Every column constant: one stays whole to carry the row count.
+        let constant = batch.project(&[1, 2, 3]).unwrap();
+        assert_eq!(
+            decode_batch(&encode_batch(&constant).unwrap(), VERSION).unwrap(),
+            constant
+        );
+        // No constant column at all; a single row.
+        for batch in [batch.project(&[0, 4]).unwrap(), batch.slice(3, 1)] {
+            assert_eq!(
+                decode_batch(&encode_batch(&batch).unwrap(), VERSION).unwrap(),
+                batch
+            );
+        }
+    }
+
+    #[test]
+    fn only_equal_rows_make_a_constant_column() {
+        let strings = |values: &[Option<&str>]| StringArray::from(values.to_vec());
+        assert!(is_constant(&strings(&[Some("ab"), Some("ab"), Some("ab")])));
+        assert!(is_constant(&strings(&[Some(""), Some("")])));
+        assert!(is_constant(&strings(&[None, None])));
+        assert!(!is_constant(&strings(&[Some("ab"), Some("ac")])));
+        assert!(!is_constant(&strings(&[Some("ab"), Some("abab")])));
+        assert!(!is_constant(&strings(&[
+            Some("abab"),
+            Some("ab"),
+            Some("ab")
+        ])));
+        assert!(!is_constant(&strings(&[Some("ab"), None])));
+        assert!(
+            !is_constant(&strings(&[Some("ab")])),
+            "one row: nothing to save"
+        );
+        assert!(!is_constant(&strings(&[Some("a"), Some("a"), Some("b")])));
+        let sliced = strings(&[Some("x"), Some("a"), Some("a")]).slice(1, 2);
+        assert!(is_constant(&sliced));
+        assert!(is_constant(&Int64Array::from(vec![7, 7, 7])));
+        assert!(!is_constant(&Int64Array::from(vec![7, 7, 8])));
+        assert!(is_constant(&Int64Array::from(vec![8, 7, 7]).slice(1, 2)));
+        let floats = arrow::array::Float64Array::from(vec![0.0, -0.0]);
+        assert!(!is_constant(&floats), "equal as numbers, not as bits");
+    }
+
+    #[test]
+    fn malformed_rows_are_an_error_not_a_panic() {
+        let encoded = encode_batch(&identity_batch()).unwrap();
+        for cut in [0, 3, 5, 9, 20, encoded.len() / 2, encoded.len() - 100] {
+            assert!(
+                decode_batch(&encoded[..cut], VERSION).is_err(),
+                "cut at {cut}"
+            );
+        }
+        // Column indices out of order or out of range.
+        let mut bad = encoded.clone();
+        bad[6..8].copy_from_slice(&40_u16.to_le_bytes());
+        assert!(decode_batch(&bad, VERSION).is_err());
+    }
+
+    #[test]
+    fn version_2_segments_are_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let payload = plain_ipc(&batch(7));
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&2_u32.to_le_bytes());
+        bytes.extend_from_slice(&0_u32.to_le_bytes());
+        bytes.extend_from_slice(&1_u64.to_le_bytes());
+        bytes.extend_from_slice(&record_prefix(1, table_code(TableKind::Spans), &payload));
+        bytes.extend_from_slice(&payload);
+        std::fs::write(dir.path().join(segment_name(1)), &bytes).unwrap();
+        let (_, replay) = open_default(dir.path());
+        assert_eq!(replay.truncated_bytes, 0);
+        assert_eq!(replay.records.len(), 1);
+        assert_eq!(replay.records[0].batch, batch(7));
+    }
+
     #[test]
     fn version_1_segments_are_still_read() {
         let dir = tempfile::tempdir().unwrap();
-        let (payload, path) = (
-            encode_batch(&batch(7)).unwrap(),
-            dir.path().join(segment_name(1)),
-        );
+        let (payload, path) = (plain_ipc(&batch(7)), dir.path().join(segment_name(1)));
         let mut bytes = Vec::new();
         bytes.extend_from_slice(MAGIC);
         bytes.extend_from_slice(&1_u32.to_le_bytes());
