@@ -310,6 +310,16 @@ impl ThreadState {
         context: &Context<'_>,
         now_secs: i64,
     ) {
+        if start <= self.next_position && self.held_blocks.is_empty() && self.held.is_empty() {
+            // The block follows without a gap and nothing waits (the usual case): its events,
+            // in position order already, pair as they come, without passing through `held`.
+            for event in events {
+                self.pair(event, rows, context);
+            }
+            self.next_position = self.next_position.max(end);
+            self.held_since = None;
+            return;
+        }
         for event in events {
             if self.held.len() < MAX_HELD {
                 self.held.insert(event.position, event);
