@@ -150,7 +150,8 @@ fn write_ipc(out: &mut Vec<u8>, batch: &RecordBatch) -> Result<()> {
 /// strings and fixed-width primitives, the types of identity columns; others are kept whole.
 fn is_constant(array: &dyn Array) -> bool {
     let rows = array.len();
-    if rows < 2 {
+    let data_type = array.data_type();
+    if rows < 2 || !(*data_type == DataType::Utf8 || data_type.is_primitive()) {
         return false;
     }
     let nulls = array.null_count();
@@ -160,7 +161,7 @@ fn is_constant(array: &dyn Array) -> bool {
     if nulls > 0 {
         return false;
     }
-    match array.data_type() {
+    match data_type {
         DataType::Utf8 => {
             let strings = array.as_string::<i32>();
             let offsets = strings.value_offsets();
@@ -182,7 +183,7 @@ fn is_constant(array: &dyn Array) -> bool {
             };
             periodic(&strings.value_data()[start..end], width)
         }
-        data_type if data_type.is_primitive() => {
+        _ => {
             let Some(width) = data_type.primitive_width() else {
                 return false;
             };
@@ -193,7 +194,6 @@ fn is_constant(array: &dyn Array) -> bool {
                 width,
             )
         }
-        _ => false,
     }
 }
 
@@ -1363,6 +1363,9 @@ mod tests {
         assert!(is_constant(&Int64Array::from(vec![8, 7, 7]).slice(1, 2)));
         let floats = arrow::array::Float64Array::from(vec![0.0, -0.0]);
         assert!(!is_constant(&floats), "equal as numbers, not as bits");
+        // Nested columns stay whole, even when every row is null.
+        let list = DataType::List(Arc::new(Field::new("element", DataType::Utf8, true)));
+        assert!(!is_constant(&arrow::array::new_null_array(&list, 3)));
     }
 
     #[test]
